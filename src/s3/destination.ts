@@ -1,0 +1,327 @@
+import type { Readable } from "node:stream";
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectsCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3ServiceException,
+  UploadPartCopyCommand,
+} from "@aws-sdk/client-s3";
+import type { CompletedPart, HeadObjectCommandOutput, S3Client } from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { DestinationError, errorMessage } from "../errors.ts";
+import type { S3Location } from "./uri.ts";
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+export interface TransferSizes {
+  /** Streamed objects at or above this size go up as multipart uploads. */
+  multipartThresholdBytes: number;
+  multipartPartSizeBytes: number;
+  /** Parts of one streamed upload in flight at once (each buffers one part). */
+  multipartQueueSize: number;
+  /** CopyObject handles at most 5 GiB; above this, UploadPartCopy. */
+  copyMultipartThresholdBytes: number;
+  copyPartSizeBytes: number;
+}
+
+export const defaultTransferSizes: TransferSizes = {
+  multipartThresholdBytes: 64 * MiB,
+  multipartPartSizeBytes: 16 * MiB,
+  multipartQueueSize: 4,
+  copyMultipartThresholdBytes: 5 * GiB,
+  copyPartSizeBytes: 512 * MiB,
+};
+
+export interface ObjectMeta {
+  contentType?: string | undefined;
+  metadata?: Record<string, string> | undefined;
+}
+
+export interface ListedObject {
+  /** Relative to the destination prefix. */
+  path: string;
+  size: number;
+  etag: string;
+}
+
+/** S3 error names that say the request cannot succeed by repeating it. */
+const PERMANENT = new Set([
+  "AccessDenied",
+  "NoSuchBucket",
+  "NoSuchKey",
+  "InvalidAccessKeyId",
+  "SignatureDoesNotMatch",
+  "InvalidArgument",
+  "InvalidRequest",
+  "EntityTooLarge",
+  "EntityTooSmall",
+  "MetadataTooLarge",
+]);
+
+export function toDestinationError(err: unknown, what: string): DestinationError {
+  if (err instanceof DestinationError) return err;
+  if (err instanceof S3ServiceException) {
+    const status = err.$metadata.httpStatusCode ?? 0;
+    const retriable = !PERMANENT.has(err.name) && (status === 0 || status === 429 || status >= 500);
+    return new DestinationError(`${what}: ${err.name} (${status}) ${err.message}`, retriable, {
+      cause: err,
+    });
+  }
+  // Connection refused or reset, socket timeouts: the store may come back.
+  return new DestinationError(`${what}: ${errorMessage(err)}`, true, { cause: err });
+}
+
+/** S3 user metadata from lakeFS metadata, leaving out lakeFS's internal `::lakefs::` keys. */
+export function s3Metadata(metadata: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(metadata ?? {})) {
+    if (k.startsWith("::lakefs::") || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(k)) continue;
+    out[k.toLowerCase()] = v;
+  }
+  return out;
+}
+
+/** `CopySource` is `bucket/key` with the key URL-encoded, keeping its slashes. */
+function copySource(bucket: string, key: string): string {
+  return `${bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+/** Writes, deletes and lists objects under one `s3://bucket/prefix/`. */
+export class S3Destination {
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly #s3: S3Client;
+  readonly #sizes: TransferSizes;
+
+  constructor(s3: S3Client, location: S3Location, sizes: Partial<TransferSizes> = {}) {
+    this.#s3 = s3;
+    this.bucket = location.bucket;
+    this.prefix = location.prefix;
+    this.#sizes = { ...defaultTransferSizes, ...sizes };
+  }
+
+  key(path: string): string {
+    return this.prefix + path;
+  }
+
+  /** Copies inside the object store: no bytes pass through this process. */
+  async serverSideCopy(
+    source: { bucket: string; key: string },
+    path: string,
+    size: number,
+    meta: ObjectMeta,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const Key = this.key(path);
+    const what = `copy s3://${source.bucket}/${source.key} to s3://${this.bucket}/${Key}`;
+    try {
+      if (size >= this.#sizes.copyMultipartThresholdBytes) {
+        await this.#multipartCopy(source, Key, size, meta, signal);
+        return;
+      }
+      await this.#s3.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key,
+          CopySource: copySource(source.bucket, source.key),
+          // REPLACE: the metadata comes from the lakeFS entry, not the physical object.
+          MetadataDirective: "REPLACE",
+          ContentType: meta.contentType,
+          Metadata: s3Metadata(meta.metadata),
+        }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      throw toDestinationError(err, what);
+    }
+  }
+
+  async #multipartCopy(
+    source: { bucket: string; key: string },
+    Key: string,
+    size: number,
+    meta: ObjectMeta,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { UploadId } = await this.#s3.send(
+      new CreateMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key,
+        ContentType: meta.contentType,
+        Metadata: s3Metadata(meta.metadata),
+      }),
+      { abortSignal: signal },
+    );
+    try {
+      const partSize = this.#sizes.copyPartSizeBytes;
+      const parts: CompletedPart[] = [];
+      for (let start = 0, n = 1; start < size; start += partSize, n++) {
+        const end = Math.min(start + partSize, size) - 1;
+        const res = await this.#s3.send(
+          new UploadPartCopyCommand({
+            Bucket: this.bucket,
+            Key,
+            UploadId,
+            PartNumber: n,
+            CopySource: copySource(source.bucket, source.key),
+            CopySourceRange: `bytes=${start}-${end}`,
+          }),
+          { abortSignal: signal },
+        );
+        parts.push({ PartNumber: n, ETag: res.CopyPartResult?.ETag });
+      }
+      await this.#s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key,
+          UploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      await this.#s3
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId }))
+        .catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Uploads a stream of known size: one PutObject, or a multipart upload above the threshold. */
+  async putStream(
+    path: string,
+    body: Readable,
+    size: number,
+    meta: ObjectMeta,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const Key = this.key(path);
+    const what = `upload s3://${this.bucket}/${Key}`;
+    const params = {
+      Bucket: this.bucket,
+      Key,
+      Body: body,
+      ContentType: meta.contentType,
+      Metadata: s3Metadata(meta.metadata),
+    };
+    try {
+      if (size < this.#sizes.multipartThresholdBytes) {
+        await this.#s3.send(new PutObjectCommand({ ...params, ContentLength: size }), {
+          abortSignal: signal,
+        });
+        return;
+      }
+      const upload = new Upload({
+        client: this.#s3,
+        params,
+        partSize: this.#sizes.multipartPartSizeBytes,
+        queueSize: this.#sizes.multipartQueueSize,
+        leavePartsOnError: false,
+      });
+      const onAbort = () => void upload.abort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        await upload.done();
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+      }
+    } catch (err) {
+      body.destroy();
+      throw toDestinationError(err, what);
+    }
+  }
+
+  async putText(path: string, text: string, signal?: AbortSignal): Promise<void> {
+    const Key = this.key(path);
+    try {
+      await this.#s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key,
+          Body: text,
+          ContentType: "text/plain; charset=utf-8",
+        }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      throw toDestinationError(err, `write s3://${this.bucket}/${Key}`);
+    }
+  }
+
+  /**
+   * Deletes up to 1,000 paths in one DeleteObjects request (the S3 limit). Deleting a missing
+   * key is a success in S3, so a re-run is harmless. Returns the paths S3 refused, with why.
+   */
+  async deleteBatch(
+    paths: string[],
+    signal?: AbortSignal,
+  ): Promise<{ path: string; error: string }[]> {
+    if (paths.length === 0) return [];
+    if (paths.length > 1000) throw new TypeError("deleteBatch takes at most 1000 paths");
+    try {
+      const res = await this.#s3.send(
+        new DeleteObjectsCommand({
+          Bucket: this.bucket,
+          Delete: { Objects: paths.map((p) => ({ Key: this.key(p) })), Quiet: true },
+        }),
+        { abortSignal: signal },
+      );
+      return (res.Errors ?? []).map((e) => ({
+        path: (e.Key ?? "").slice(this.prefix.length),
+        error: `${e.Code ?? "Error"}: ${e.Message ?? ""}`.trim(),
+      }));
+    } catch (err) {
+      throw toDestinationError(
+        err,
+        `delete ${paths.length} keys under s3://${this.bucket}/${this.prefix}`,
+      );
+    }
+  }
+
+  async head(path: string, signal?: AbortSignal): Promise<HeadObjectCommandOutput | undefined> {
+    try {
+      return await this.#s3.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }),
+        {
+          abortSignal: signal,
+        },
+      );
+    } catch (err) {
+      if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)
+        return undefined;
+      throw toDestinationError(err, `head s3://${this.bucket}/${this.key(path)}`);
+    }
+  }
+
+  /** Every object under the prefix (or a sub-prefix of it), a page at a time. */
+  async *list(subPrefix = "", signal?: AbortSignal): AsyncGenerator<ListedObject[]> {
+    let ContinuationToken: string | undefined;
+    do {
+      let res;
+      try {
+        res = await this.#s3.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix + subPrefix,
+            ContinuationToken,
+          }),
+          { abortSignal: signal },
+        );
+      } catch (err) {
+        throw toDestinationError(err, `list s3://${this.bucket}/${this.prefix}${subPrefix}`);
+      }
+      yield (res.Contents ?? []).map((o) => ({
+        path: (o.Key ?? "").slice(this.prefix.length),
+        size: o.Size ?? 0,
+        etag: (o.ETag ?? "").replaceAll('"', ""),
+      }));
+      ContinuationToken = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+  }
+}

@@ -1,0 +1,91 @@
+# Shared settings and helpers for test/stack/up and test/stack/down. Sourced, never run.
+# shellcheck shell=bash
+
+# Versions of the servers the stack runs. lakeFS must be >= 1.83 (older servers cancel
+# post-commit hooks early); MinIO releases are tagged by date, so the Go module only has
+# pseudo-versions (this one is the February 2026 release line).
+LAKEFS_VERSION=${LAKEFS_VERSION:-v1.86.0}
+MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
+KAFKA_VERSION=${KAFKA_VERSION:-4.1.1}
+
+STACK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STACK_DIR=${LAKEFS_MIRROR_STACK_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lakefs-mirror/stack}
+BIN_DIR=$STACK_DIR/bin
+RUN_DIR=$STACK_DIR/run
+ENV_FILE=$RUN_DIR/env.sh
+
+# Fixed credentials: the stack listens on loopback only and holds throwaway data.
+STACK_LAKEFS_ACCESS_KEY_ID=AKIAIOSFOLMIRRORTEST
+STACK_LAKEFS_SECRET_ACCESS_KEY=lakefs-mirror-stack-secret-access-key
+STACK_S3_ACCESS_KEY_ID=mirrorstack
+STACK_S3_SECRET_ACCESS_KEY=mirrorstack-secret-key
+STACK_WEBHOOK_TOKEN=lakefs-mirror-stack-webhook-token
+STACK_LAKEFS_BUCKET=lakefs-data
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+pid_alive() {
+  local f=$RUN_DIR/$1.pid
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_for NAME SECONDS COMMAND...: polls COMMAND until it succeeds, failing with the
+# server's log tail when the process dies or the time runs out.
+wait_for() {
+  local name=$1 seconds=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    if ! pid_alive "$name"; then
+      tail -n 30 "$RUN_DIR/logs/$name.log" >&2 || true
+      die "$name exited during start-up (log: $RUN_DIR/logs/$name.log)"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      tail -n 30 "$RUN_DIR/logs/$name.log" >&2 || true
+      die "$name did not answer within ${seconds}s (log: $RUN_DIR/logs/$name.log)"
+    fi
+    sleep 0.3
+  done
+}
+
+# start NAME COMMAND...: runs COMMAND detached in its own session, logging to run/logs.
+start() {
+  local name=$1
+  shift
+  # fd 9 is the stack lock: a server that inherited it would hold the lock for its lifetime.
+  setsid "$@" >"$RUN_DIR/logs/$name.log" 2>&1 </dev/null 9>&- &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+stop() {
+  local name=$1 f=$RUN_DIR/$1.pid pid
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    # Each server runs in its own session: signal the whole group, children included.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for i in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+lakefs_bin() { echo "$BIN_DIR/lakefs-$LAKEFS_VERSION"; }
+minio_bin() { echo "$BIN_DIR/minio-$MINIO_VERSION"; }
+kafka_libs() { echo "$STACK_DIR/kafka-$KAFKA_VERSION/libs"; }
