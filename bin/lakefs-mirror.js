@@ -1,6 +1,3 @@
 #!/usr/bin/env node
-// The installed command runs the compiled CLI (npm ci and npm run build write dist/).
-import process from "node:process";
-import { main } from "../dist/cli/main.js";
-
-process.exitCode = await main(process.argv.slice(2));
+// The installed command: the compiled entry (npm ci and npm run build write dist/).
+import "../dist/cli/bin.js";

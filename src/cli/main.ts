@@ -1,3 +1,54 @@
-export function main(_argv: string[]): Promise<number> {
-  return Promise.resolve(0);
+import type { Writable } from "node:stream";
+import { MirrorError, errorMessage } from "../errors.ts";
+import { exportCommand } from "./export-command.ts";
+import { verifyCommand } from "./verify-command.ts";
+
+export interface CliIo {
+  env: NodeJS.ProcessEnv;
+  stdout: Writable & { isTTY?: boolean };
+  stderr: Writable & { isTTY?: boolean };
+  /** Aborted on SIGINT/SIGTERM by the entry file. */
+  signal?: AbortSignal;
+}
+
+export const USAGE = `Usage:
+  lakefs-mirror export <repository> <s3://bucket/prefix/> --branch=<branch> [--prev_commit_id=<commit>]
+  lakefs-mirror export <repository> <s3://bucket/prefix/> --commit_id=<commit>
+      [--dry-run] [--copy-mode=auto|server-side|stream] [--concurrency=N] [--config=FILE]
+      [--round=<regex>=<n> ...] [--multipart-threshold=BYTES] [--part-size=BYTES]
+      [--copy-multipart-threshold=BYTES] [--copy-part-size=BYTES]
+  lakefs-mirror verify <repository> <commit-or-branch> <s3://bucket/prefix/> [--no-metadata] [--config=FILE]
+
+lakeFS: LAKEFS_ENDPOINT, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY.
+S3: the AWS SDK's own variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, …).
+Exit status: 0 when the export wrote a SUCCESS status file (verify: no difference), 1 otherwise, 2 on bad usage.
+`;
+
+/** Runs one CLI command and returns its exit code. Never calls process.exit. */
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "export":
+        return await exportCommand(rest, io);
+      case "verify":
+        return await verifyCommand(rest, io);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        io.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        io.stderr.write(`lakefs-mirror: unknown command "${command}"\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    const code = err instanceof MirrorError ? err.code : "LM_INTERNAL";
+    io.stderr.write(`lakefs-mirror ${command}: ${errorMessage(err)} [${code}]\n`);
+    if (code === "LM_USAGE") io.stderr.write(`\n${USAGE}`);
+    if (!(err instanceof MirrorError) && err instanceof Error && err.stack)
+      io.stderr.write(`${err.stack}\n`);
+    return code === "LM_USAGE" || code === "LM_CONFIG" ? 2 : 1;
+  }
 }

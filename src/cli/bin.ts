@@ -1,0 +1,22 @@
+// The process entry: the only module that touches signals, exit codes and process.env.
+import process from "node:process";
+import { main } from "./main.ts";
+
+const controller = new AbortController();
+let signals = 0;
+const onSignal = (name: NodeJS.Signals) => {
+  signals++;
+  // The first signal lets the running command stop cleanly; a second one forces the exit.
+  if (signals > 1) process.exit(130);
+  process.stderr.write(`lakefs-mirror: ${name} received, stopping (send it again to force)\n`);
+  controller.abort(new Error(name));
+};
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);
+
+process.exitCode = await main(process.argv.slice(2), {
+  env: process.env,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  signal: controller.signal,
+});

@@ -1,0 +1,47 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { Config } from "../config.ts";
+import { LakefsClient } from "../lakefs/client.ts";
+import { createS3Client } from "../s3/client.ts";
+import { S3Destination } from "../s3/destination.ts";
+import type { S3Location } from "../s3/uri.ts";
+import type { Logger } from "pino";
+
+/** The clients one command needs, built from the configuration; close() releases them. */
+export interface Clients {
+  lakefs: LakefsClient;
+  s3: S3Client;
+  destination(location: S3Location): S3Destination;
+  close(): Promise<void>;
+}
+
+export function createClients(config: Config, logger: Logger): Clients {
+  const lakefs = new LakefsClient({
+    endpoint: config.lakefs.endpoint,
+    accessKeyId: config.lakefs.accessKeyId,
+    secretAccessKey: config.lakefs.secretAccessKey,
+    logger: logger.child({ component: "lakefs" }),
+    connections: Math.max(16, config.export.concurrency * 2),
+  });
+  const s3 = createS3Client({
+    endpoint: config.s3.endpoint || undefined,
+    region: config.s3.region,
+    forcePathStyle: config.s3.forcePathStyle,
+    maxAttempts: config.s3.maxAttempts,
+    maxSockets: Math.max(16, config.export.concurrency * 2),
+  });
+  return {
+    lakefs,
+    s3,
+    destination: (location) =>
+      new S3Destination(s3, location, {
+        multipartThresholdBytes: config.export.multipartThresholdBytes,
+        multipartPartSizeBytes: config.export.multipartPartSizeBytes,
+        copyMultipartThresholdBytes: config.export.copyMultipartThresholdBytes,
+        copyPartSizeBytes: config.export.copyPartSizeBytes,
+      }),
+    async close() {
+      s3.destroy();
+      await lakefs.close();
+    },
+  };
+}

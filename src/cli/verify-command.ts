@@ -1,0 +1,59 @@
+import { parseArgs } from "node:util";
+import { loadConfig } from "../config.ts";
+import { UsageError } from "../errors.ts";
+import { createLogger } from "../logger.ts";
+import { formatS3Uri, parseS3Uri } from "../s3/uri.ts";
+import { verifyMirror } from "../verify/verify.ts";
+import { createClients } from "./context.ts";
+import type { CliIo } from "./main.ts";
+
+export async function verifyCommand(argv: string[], io: CliIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: { config: { type: "string" }, "no-metadata": { type: "boolean" } },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length !== 3)
+    throw new UsageError("verify takes <repository> <commit-or-branch> <s3://bucket/prefix/>");
+  const [repository = "", ref = "", uri = ""] = positionals;
+  const location = parseS3Uri(uri);
+  const config = loadConfig({ env: io.env, file: values.config });
+  const logger = createLogger(config.log.level);
+  const clients = createClients(config, logger);
+  try {
+    const result = await verifyMirror({
+      lakefs: clients.lakefs,
+      s3: clients.s3,
+      repository,
+      ref,
+      destination: clients.destination(location),
+      concurrency: config.export.concurrency,
+      metadata: !values["no-metadata"],
+      ...(io.signal ? { signal: io.signal } : {}),
+    });
+    for (const d of result.differences) {
+      io.stdout.write(`${d.kind}\t${JSON.stringify(d.path)}${d.detail ? `\t${d.detail}` : ""}\n`);
+    }
+    const equal = result.differences.length === 0;
+    const line = {
+      repository,
+      commitId: result.commitId,
+      destination: formatS3Uri(location),
+      compared: result.compared,
+      differences: result.differences.length,
+      equal,
+    };
+    if (equal) logger.info(line, "mirror equals the commit");
+    else logger.error(line, "mirror differs from the commit");
+    return equal ? 0 : 1;
+  } finally {
+    await clients.close();
+  }
+}

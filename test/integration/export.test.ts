@@ -1,0 +1,313 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { SUCCESS_TEXT } from "../../src/export/status-file.ts";
+import { S3Destination } from "../../src/s3/destination.ts";
+import { verifyMirror } from "../../src/verify/verify.ts";
+import {
+  commitObjects,
+  commitPaths,
+  destroyPhysicalObject,
+  headKey,
+  listKeys,
+  makeExporter,
+  readKey,
+  statusKeys,
+} from "../helpers/mirror.ts";
+import type { SeedObject } from "../helpers/mirror.ts";
+import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
+import type { Stack } from "../helpers/stack.ts";
+
+const MiB = 1024 * 1024;
+
+/** Paths with every kind of character lakeFS allows that S3 clients tend to get wrong. */
+const trickyObjects: SeedObject[] = [
+  { path: "plain.txt", content: "plain", contentType: "text/plain", metadata: { owner: "team-a" } },
+  { path: "with space/file name.csv", content: "a,b\n1,2\n", contentType: "text/csv" },
+  { path: "unicode/日本語/ü-ß-é.json", content: '{"k":"v"}', contentType: "application/json" },
+  { path: "percent/100%/a%20b%2F.txt", content: "percent" },
+  { path: "plus/a+b+c.txt", content: "plus" },
+  { path: ".hidden/.dotfile", content: "dot" },
+  { path: "deep/a/b/c/d/e/f/g/h/i/j/leaf.bin", content: randomBytes(1000) },
+  { path: "empty/zero-bytes", content: "" },
+  { path: "tables/t1/part-0.parquet", content: randomBytes(2048) },
+  { path: "tables/t1/_SUCCESS", content: "" },
+  { path: "_SUCCESS", content: "" },
+];
+
+describe("exporter", () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await connectStack();
+  });
+  after(async () => {
+    await stack.close();
+  });
+
+  async function assertMirrorEquals(repo: string, ref: string, bucket: string, prefix: string) {
+    const result = await verifyMirror({
+      lakefs: stack.lakefs,
+      s3: stack.s3,
+      repository: repo,
+      ref,
+      destination: new S3Destination(stack.s3, { bucket, prefix }),
+    });
+    assert.deepEqual(result.differences, []);
+    // And an independent listing of both sides agrees on paths and sizes.
+    const mirrored = await listKeys(stack, bucket, prefix);
+    for (const k of statusKeys(mirrored.keys())) mirrored.delete(k);
+    assert.deepEqual(
+      [...mirrored.entries()].sort(),
+      [...(await commitPaths(stack, repo, result.commitId)).entries()].sort(),
+    );
+  }
+
+  it("exports a whole branch: every path, byte, Content-Type and metadata, then a SUCCESS file", async () => {
+    const repo = await createRepo(stack, "full");
+    const bucket = await createBucket(stack);
+    const commit = await commitObjects(stack, repo, "main", trickyObjects);
+    // Staged but uncommitted data must not be exported.
+    await stack.lakefs.uploadObject(repo, "main", "staged-only.txt", "not committed");
+
+    const result = await makeExporter(stack, repo, bucket, "mirror/").exportAllFromBranch("main");
+    assert.equal(result.status, "SUCCESS");
+    assert.equal(result.commitId, commit);
+    assert.equal(result.copied, trickyObjects.length);
+    assert.equal(result.failed, 0);
+    // The stack's lakeFS stores data on the same S3 server: copies never pass through us.
+    assert.equal(result.serverSideCopies, trickyObjects.length);
+
+    for (const o of trickyObjects) {
+      assert.deepEqual(
+        await readKey(stack, bucket, `mirror/${o.path}`),
+        Buffer.from(o.content),
+        o.path,
+      );
+    }
+    const head = await headKey(stack, bucket, "mirror/plain.txt");
+    assert.equal(head.ContentType, "text/plain");
+    assert.deepEqual(head.Metadata, { owner: "team-a" });
+    assert.equal(
+      (await headKey(stack, bucket, "mirror/unicode/日本語/ü-ß-é.json")).ContentType,
+      "application/json",
+    );
+
+    const keys = await listKeys(stack, bucket, "mirror/");
+    assert.equal(keys.has("staged-only.txt"), false);
+    const statuses = statusKeys(keys.keys());
+    assert.equal(statuses.length, 1);
+    assert.match(
+      statuses[0]!,
+      new RegExp(`^EXPORT_${commit}_\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z_SUCCESS$`),
+    );
+    assert.equal(
+      (await readKey(stack, bucket, `mirror/${statuses[0]}`)).toString("utf8"),
+      SUCCESS_TEXT,
+    );
+    await assertMirrorEquals(repo, commit, bucket, "mirror/");
+  });
+
+  it("exports a diff: copies added and changed objects, deletes removed ones, touches nothing else", async () => {
+    const repo = await createRepo(stack, "diff");
+    const bucket = await createBucket(stack);
+    const c1 = await commitObjects(stack, repo, "main", [
+      { path: "keep.txt", content: "keep" },
+      { path: "same-size.txt", content: "AAAA" },
+      { path: "meta-only.txt", content: "meta", contentType: "text/plain", metadata: { v: "1" } },
+      { path: "gone/one.txt", content: "1" },
+      { path: "gone/two.txt", content: "2" },
+    ]);
+    const exporter = makeExporter(stack, repo, bucket, "m/");
+    assert.equal((await exporter.exportAllFromCommit(c1)).status, "SUCCESS");
+    // A key the export never wrote, under the same prefix.
+    await stack.s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: "m/foreign.txt", Body: "mine" }),
+    );
+
+    const c2 = await commitObjects(
+      stack,
+      repo,
+      "main",
+      [
+        { path: "same-size.txt", content: "BBBB" },
+        {
+          path: "meta-only.txt",
+          content: "meta",
+          contentType: "text/markdown",
+          metadata: { v: "2" },
+        },
+        { path: "new/added.txt", content: "added" },
+      ],
+      ["gone/one.txt", "gone/two.txt"],
+    );
+    const result = await exporter.exportFrom("main", c1);
+    assert.equal(result.status, "SUCCESS");
+    assert.equal(result.commitId, c2);
+    assert.equal(result.fromCommitId, c1);
+    assert.equal(result.copied, 3, "only what changed is copied");
+    assert.equal(result.deleted, 2);
+
+    assert.equal((await readKey(stack, bucket, "m/same-size.txt")).toString(), "BBBB");
+    const meta = await headKey(stack, bucket, "m/meta-only.txt");
+    assert.equal(meta.ContentType, "text/markdown");
+    assert.deepEqual(meta.Metadata, { v: "2" });
+    const keys = await listKeys(stack, bucket, "m/");
+    assert.equal(keys.has("gone/one.txt"), false);
+    assert.equal(keys.has("gone/two.txt"), false);
+    assert.equal((await readKey(stack, bucket, "m/foreign.txt")).toString(), "mine");
+    assert.equal(statusKeys(keys.keys()).filter((k) => k.includes(c2)).length, 1);
+
+    const mirrored = await verifyMirror({
+      lakefs: stack.lakefs,
+      s3: stack.s3,
+      repository: repo,
+      ref: c2,
+      destination: new S3Destination(stack.s3, { bucket, prefix: "m/" }),
+    });
+    assert.deepEqual(mirrored.differences, [{ kind: "extra", path: "foreign.txt" }]);
+  });
+
+  it("a whole-commit export never deletes, and re-running an export changes nothing", async () => {
+    const repo = await createRepo(stack, "commit");
+    const bucket = await createBucket(stack);
+    const c1 = await commitObjects(stack, repo, "main", [
+      { path: "a.txt", content: "a" },
+      { path: "b.txt", content: "b" },
+    ]);
+    await commitObjects(stack, repo, "main", [], ["b.txt"]);
+    const c3 = await commitObjects(stack, repo, "main", [{ path: "c.txt", content: "c" }]);
+    const exporter = makeExporter(stack, repo, bucket, "");
+    assert.equal((await exporter.exportAllFromCommit(c1)).status, "SUCCESS");
+    const again = await exporter.exportAllFromCommit(c3);
+    assert.equal(again.status, "SUCCESS");
+    const keys = await listKeys(stack, bucket);
+    assert.equal(keys.has("b.txt"), true, "full exports copy, they never delete");
+
+    const before = await listKeys(stack, bucket);
+    const rerun = await exporter.exportAllFromCommit(c3);
+    assert.equal(rerun.status, "SUCCESS");
+    const afterKeys = await listKeys(stack, bucket);
+    for (const k of statusKeys(afterKeys.keys())) afterKeys.delete(k);
+    for (const k of statusKeys(before.keys())) before.delete(k);
+    assert.deepEqual([...afterKeys.entries()].sort(), [...before.entries()].sort());
+    assert.equal((await readKey(stack, bucket, "c.txt")).toString(), "c");
+  });
+
+  it("writes _SUCCESS files after all other data, and the status file last", async () => {
+    const repo = await createRepo(stack, "rounds");
+    const bucket = await createBucket(stack);
+    const objects: SeedObject[] = [];
+    for (let t = 0; t < 4; t++) {
+      for (let p = 0; p < 10; p++)
+        objects.push({ path: `tables/t${t}/part-${p}`, content: `t${t}p${p}` });
+      objects.push({ path: `tables/t${t}/_SUCCESS`, content: "" });
+    }
+    const commit = await commitObjects(stack, repo, "main", objects);
+    // Observe the order of the real write requests the S3 server receives.
+    const writes: string[] = [];
+    stack.s3.middlewareStack.add(
+      (next, context) => async (args) => {
+        const out = await next(args);
+        const key = (args.input as { Key?: string }).Key;
+        if (context.commandName !== "HeadObjectCommand" && key?.startsWith("r/"))
+          writes.push(key.slice(2));
+        return out;
+      },
+      { step: "initialize", name: "recordWriteOrder" },
+    );
+    try {
+      const result = await makeExporter(stack, repo, bucket, "r/", {
+        concurrency: 16,
+      }).exportAllFromCommit(commit);
+      assert.equal(result.status, "SUCCESS");
+    } finally {
+      stack.s3.middlewareStack.remove("recordWriteOrder");
+    }
+    const lastData = Math.max(
+      ...writes.map((k, i) => (k.endsWith("/part-0") || k.includes("/part-") ? i : -1)),
+    );
+    const firstSuccess = writes.findIndex(
+      (k) => k.endsWith("_SUCCESS") && !k.startsWith("EXPORT_"),
+    );
+    assert.equal(writes.length, objects.length + 1);
+    assert.ok(
+      firstSuccess > lastData,
+      `a _SUCCESS was written at ${firstSuccess}, before data at ${lastData}`,
+    );
+    assert.match(writes.at(-1)!, /^EXPORT_.*_SUCCESS$/);
+  });
+
+  it("a failure in round 1 writes no _SUCCESS file and a FAILURE file that names the object", async () => {
+    const repo = await createRepo(stack, "fail");
+    const bucket = await createBucket(stack);
+    const commit = await commitObjects(stack, repo, "main", [
+      { path: "data/ok.csv", content: "fine" },
+      { path: "data/vanished.csv", content: "will vanish" },
+      { path: "data/_SUCCESS", content: "" },
+    ]);
+    await destroyPhysicalObject(stack, repo, commit, "data/vanished.csv");
+
+    const result = await makeExporter(stack, repo, bucket, "x/").exportAllFromCommit(commit);
+    assert.equal(result.status, "FAILURE");
+    assert.equal(result.failed, 1);
+    const keys = await listKeys(stack, bucket, "x/");
+    assert.equal(keys.has("data/ok.csv"), true);
+    assert.equal(keys.has("data/vanished.csv"), false);
+    assert.equal(keys.has("data/_SUCCESS"), false, "round 2 must not run after a failed round 1");
+    const statuses = statusKeys(keys.keys());
+    assert.equal(statuses.length, 1);
+    assert.match(statuses[0]!, new RegExp(`^EXPORT_${commit}_.*_FAILURE$`));
+    const text = (await readKey(stack, bucket, `x/${statuses[0]}`)).toString("utf8");
+    assert.equal(text.trimEnd().split("\n").length, 1);
+    assert.match(text, /^copy "data\/vanished\.csv": /);
+  });
+
+  it("streams through lakeFS when asked, multipart above the threshold, byte for byte", async () => {
+    const repo = await createRepo(stack, "stream");
+    const bucket = await createBucket(stack);
+    const big = randomBytes(12 * MiB + 123);
+    const commit = await commitObjects(stack, repo, "main", [
+      {
+        path: "big.bin",
+        content: big,
+        contentType: "application/x-test",
+        metadata: { size: "big" },
+      },
+      { path: "small.txt", content: "small" },
+    ]);
+    const result = await makeExporter(stack, repo, bucket, "s/", {
+      copyMode: "stream",
+      sizes: { multipartThresholdBytes: 8 * MiB, multipartPartSizeBytes: 5 * MiB },
+    }).exportAllFromCommit(commit);
+    assert.equal(result.status, "SUCCESS");
+    assert.equal(result.streamedCopies, 2);
+    assert.equal(result.bytesStreamed, big.length + 5);
+    const head = await headKey(stack, bucket, "s/big.bin");
+    assert.match(head.ETag ?? "", /-3"$/, "a 3-part multipart upload");
+    assert.equal(head.ContentType, "application/x-test");
+    assert.deepEqual(head.Metadata, { size: "big" });
+    assert.deepEqual(await readKey(stack, bucket, "s/big.bin"), big);
+    await assertMirrorEquals(repo, commit, bucket, "s/");
+  });
+
+  it("copies large objects server-side in parts (UploadPartCopy) above the copy threshold", async () => {
+    const repo = await createRepo(stack, "partcopy");
+    const bucket = await createBucket(stack);
+    const big = randomBytes(11 * MiB);
+    const commit = await commitObjects(stack, repo, "main", [
+      { path: "p/big.bin", content: big, metadata: { k: "v" } },
+    ]);
+    const result = await makeExporter(stack, repo, bucket, "", {
+      copyMode: "server-side",
+      sizes: { copyMultipartThresholdBytes: 6 * MiB, copyPartSizeBytes: 5 * MiB },
+    }).exportAllFromCommit(commit);
+    assert.equal(result.status, "SUCCESS");
+    assert.equal(result.serverSideCopies, 1);
+    assert.equal(result.bytesStreamed, 0);
+    const head = await headKey(stack, bucket, "p/big.bin");
+    assert.match(head.ETag ?? "", /-3"$/);
+    assert.deepEqual(head.Metadata, { k: "v" });
+    assert.deepEqual(await readKey(stack, bucket, "p/big.bin"), big);
+  });
+});
