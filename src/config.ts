@@ -18,7 +18,15 @@ export interface MirrorSpec {
 
 export interface Config {
   lakefs: { endpoint: string; accessKeyId: string; secretAccessKey: string };
-  s3: { endpoint: string; region: string; forcePathStyle: boolean; maxAttempts: number };
+  s3: {
+    endpoint: string;
+    region: string;
+    forcePathStyle: boolean;
+    maxAttempts: number;
+    accessKeyId: string;
+    secretAccessKey: string;
+    sessionToken: string;
+  };
   export: {
     concurrency: number;
     copyMode: CopyMode;
@@ -145,6 +153,26 @@ const schema = {
       env: "S3_FORCE_PATH_STYLE",
     },
     maxAttempts: { doc: "attempts per S3 request", format: "nat", default: 3 },
+    accessKeyId: {
+      doc: "S3 access key ID; empty to use the AWS SDK's default credential chain (instance roles, profiles…)",
+      format: String,
+      default: "",
+      env: "AWS_ACCESS_KEY_ID",
+    },
+    secretAccessKey: {
+      doc: "S3 secret access key",
+      format: String,
+      default: "",
+      env: "AWS_SECRET_ACCESS_KEY",
+      sensitive: true,
+    },
+    sessionToken: {
+      doc: "S3 session token",
+      format: String,
+      default: "",
+      env: "AWS_SESSION_TOKEN",
+      sensitive: true,
+    },
   },
   export: {
     concurrency: {

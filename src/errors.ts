@@ -71,6 +71,11 @@ export class SourceObjectError extends MirrorError {
   override readonly code = "LM_SOURCE_OBJECT";
 }
 
+/** The checkpoint store cannot be opened or used (locked by another process, closed). */
+export class CheckpointError extends MirrorError {
+  override readonly code = "LM_CHECKPOINT";
+}
+
 /** The operation was aborted by shutdown or a caller's signal. */
 export class AbortedError extends MirrorError {
   override readonly code = "LM_ABORTED";

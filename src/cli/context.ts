@@ -28,6 +28,14 @@ export function createClients(config: Config, logger: Logger): Clients {
     forcePathStyle: config.s3.forcePathStyle,
     maxAttempts: config.s3.maxAttempts,
     maxSockets: Math.max(16, config.export.concurrency * 2),
+    // Explicit keys from the configuration; without them the SDK's own chain (roles, profiles).
+    credentials: config.s3.accessKeyId
+      ? {
+          accessKeyId: config.s3.accessKeyId,
+          secretAccessKey: config.s3.secretAccessKey,
+          ...(config.s3.sessionToken ? { sessionToken: config.s3.sessionToken } : {}),
+        }
+      : undefined,
   });
   return {
     lakefs,

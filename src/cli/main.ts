@@ -1,6 +1,7 @@
 import type { Writable } from "node:stream";
 import { MirrorError, errorMessage } from "../errors.ts";
 import { exportCommand } from "./export-command.ts";
+import { runCommand } from "./run-command.ts";
 import { verifyCommand } from "./verify-command.ts";
 
 export interface CliIo {
@@ -17,6 +18,7 @@ export const USAGE = `Usage:
       [--dry-run] [--copy-mode=auto|server-side|stream] [--concurrency=N] [--config=FILE]
       [--round=<regex>=<n> ...] [--multipart-threshold=BYTES] [--part-size=BYTES]
       [--copy-multipart-threshold=BYTES] [--copy-part-size=BYTES]
+  lakefs-mirror run [--config=FILE] [--forward-webhooks-to-kafka] [--print-config]
   lakefs-mirror verify <repository> <commit-or-branch> <s3://bucket/prefix/> [--no-metadata] [--config=FILE]
 
 lakeFS: LAKEFS_ENDPOINT, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY.
@@ -33,6 +35,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         return await exportCommand(rest, io);
       case "verify":
         return await verifyCommand(rest, io);
+      case "run":
+        return await runCommand(rest, io);
       case undefined:
       case "help":
       case "--help":

@@ -102,6 +102,14 @@ export class LakefsClient {
     });
   }
 
+  /** Branches of a repository, a page at a time. */
+  listBranches(repo: string, signal?: AbortSignal): AsyncGenerator<Ref[]> {
+    return this.#pages<Ref>(`/repositories/${seg(repo)}/branches`, {
+      notFound: "repository",
+      signal,
+    });
+  }
+
   getCommit(repo: string, commitId: string, signal?: AbortSignal): Promise<Commit> {
     return this.#json(`/repositories/${seg(repo)}/commits/${seg(commitId)}`, {
       notFound: "commit",

@@ -13,7 +13,7 @@ export interface S3ClientOptions {
   maxSockets?: number | undefined;
   /** Attempts per request inside the SDK (the exporter retries whole copies on top). */
   maxAttempts?: number | undefined;
-  credentials?: { accessKeyId: string; secretAccessKey: string } | undefined;
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined;
 }
 
 export function createS3Client(options: S3ClientOptions = {}): S3Client {

@@ -1,0 +1,288 @@
+// npm run bench: lakefs-mirror against its peers on the local stack, as ratios from one run.
+//   (a) full export of N small objects        vs rclone sync of the branch (lakeFS S3 gateway)
+//   (b) incremental export of k changed of N  vs rclone sync of the same branch
+//   (c) a few large objects, streamed and server-side, vs rclone sync and a raw GET+PUT baseline
+// Each contender runs as its own process; peak RSS is its VmHWM, polled from /proc.
+import { spawn, execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { TaskPool } from "../src/export/pool.ts";
+import { connectStack, createBucket, createRepo } from "../test/helpers/stack.ts";
+import type { Stack } from "../test/helpers/stack.ts";
+
+const N = Number(process.env.BENCH_OBJECTS ?? 10_000);
+const K = Number(process.env.BENCH_CHANGED ?? 10);
+const LARGE_COUNT = Number(process.env.BENCH_LARGE_COUNT ?? 4);
+const LARGE_MIB = Number(process.env.BENCH_LARGE_MIB ?? 96);
+const root = fileURLToPath(new URL("..", import.meta.url));
+const cliEntry = `${root}dist/cli/bin.js`;
+
+interface Measure {
+  scenario: string;
+  tool: string;
+  objects: number;
+  bytes: number;
+  seconds: number;
+  peakRssMb: number;
+}
+
+function run(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ seconds: number; peakRssMb: number }> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    let peakKb = 0;
+    const poll = setInterval(() => {
+      try {
+        const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+        if (m?.[1]) peakKb = Math.max(peakKb, Number(m[1]));
+      } catch {
+        // The process has just exited.
+      }
+    }, 20);
+    child.on("exit", (code) => {
+      clearInterval(poll);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (code !== 0)
+        reject(new Error(`${cmd} ${args.join(" ")} exited ${code}:\n${out.slice(-3000)}`));
+      else resolve({ seconds, peakRssMb: peakKb / 1024 });
+    });
+  });
+}
+
+async function seed(
+  stack: Stack,
+  repo: string,
+  count: number,
+  size: (i: number) => number,
+  path: (i: number) => string,
+) {
+  const pool = new TaskPool(32);
+  for (let i = 0; i < count; i++) {
+    await pool.submit(async () => {
+      await stack.lakefs.uploadObject(repo, "main", path(i), randomBytes(size(i)));
+    });
+  }
+  await pool.drain();
+  return (await stack.lakefs.commit(repo, "main", { message: `seed ${count}` })).id;
+}
+
+function rcloneEnv(stack: Stack): NodeJS.ProcessEnv {
+  const e = stack.env;
+  const remote = (name: string, endpoint: string, key: string, secret: string) => ({
+    [`RCLONE_CONFIG_${name}_TYPE`]: "s3",
+    [`RCLONE_CONFIG_${name}_PROVIDER`]: "Other",
+    [`RCLONE_CONFIG_${name}_ENDPOINT`]: endpoint,
+    [`RCLONE_CONFIG_${name}_ACCESS_KEY_ID`]: key,
+    [`RCLONE_CONFIG_${name}_SECRET_ACCESS_KEY`]: secret,
+    [`RCLONE_CONFIG_${name}_REGION`]: "us-east-1",
+    [`RCLONE_CONFIG_${name}_FORCE_PATH_STYLE`]: "true",
+  });
+  // rclone 1.60 refuses to start with AWS_CA_BUNDLE set on a plain-HTTP endpoint; the stack is loopback HTTP.
+  const { AWS_CA_BUNDLE: _bundle, ...inherited } = process.env;
+  return {
+    ...inherited,
+    ...remote("LAKEFS", e.LAKEFS_ENDPOINT, e.LAKEFS_ACCESS_KEY_ID, e.LAKEFS_SECRET_ACCESS_KEY),
+    ...remote("DEST", e.AWS_ENDPOINT_URL, e.AWS_ACCESS_KEY_ID, e.AWS_SECRET_ACCESS_KEY),
+  };
+}
+
+const rcloneFlags = [
+  "--transfers=32",
+  "--checkers=32",
+  "--s3-upload-concurrency=4",
+  "--s3-chunk-size=16M",
+  "-q",
+];
+
+async function main() {
+  execFileSync("npm", ["run", "-s", "build"], { cwd: root, stdio: "inherit" });
+  const stack = await connectStack();
+  const env = { ...process.env, ...stack.env, LOG_LEVEL: "warn" };
+  const renv = rcloneEnv(stack);
+  const results: Measure[] = [];
+  const mirror = (args: string[]) =>
+    run(process.execPath, [cliEntry, "export", ...args, "--concurrency=32"], env);
+
+  // (a) + (b): N small objects, then K of them changed.
+  const repo = await createRepo(stack, "bench");
+  const bucket = await createBucket(stack, "bench");
+  const small = (i: number) => 1024 + (i % 7) * 512;
+  const pathOf = (i: number) => `data/part=${i % 100}/object-${i}.bin`;
+  process.stderr.write(`seeding ${N} small objects…\n`);
+  const c1 = await seed(stack, repo, N, small, pathOf);
+  let smallBytes = 0;
+  for (let i = 0; i < N; i++) smallBytes += small(i);
+
+  const a1 = await mirror([repo, `s3://${bucket}/mirror/`, `--commit_id=${c1}`]);
+  results.push({
+    scenario: `(a) full, ${N} small`,
+    tool: "lakefs-mirror",
+    objects: N,
+    bytes: smallBytes,
+    ...a1,
+  });
+  const a2 = await run(
+    "rclone",
+    ["sync", `lakefs:${repo}/${c1}/`, `dest:${bucket}/rclone/`, ...rcloneFlags],
+    renv,
+  );
+  results.push({
+    scenario: `(a) full, ${N} small`,
+    tool: "rclone sync",
+    objects: N,
+    bytes: smallBytes,
+    ...a2,
+  });
+
+  const changed = Array.from({ length: K }, (_, j) => Math.floor((j * N) / K));
+  for (const i of changed)
+    await stack.lakefs.uploadObject(repo, "main", pathOf(i), randomBytes(small(i)));
+  const c2 = (await stack.lakefs.commit(repo, "main", { message: `change ${K}` })).id;
+  const kBytes = changed.reduce((s, i) => s + small(i), 0);
+  const b1 = await mirror([
+    repo,
+    `s3://${bucket}/mirror/`,
+    "--branch=main",
+    `--prev_commit_id=${c1}`,
+  ]);
+  results.push({
+    scenario: `(b) incremental, ${K} of ${N}`,
+    tool: "lakefs-mirror",
+    objects: K,
+    bytes: kBytes,
+    ...b1,
+  });
+  const b2 = await run(
+    "rclone",
+    ["sync", `lakefs:${repo}/${c2}/`, `dest:${bucket}/rclone/`, ...rcloneFlags],
+    renv,
+  );
+  results.push({
+    scenario: `(b) incremental, ${K} of ${N}`,
+    tool: "rclone sync",
+    objects: K,
+    bytes: kBytes,
+    ...b2,
+  });
+
+  // (c) large objects.
+  const lrepo = await createRepo(stack, "bench-large");
+  const lbucket = await createBucket(stack, "bench-large");
+  const largeSize = LARGE_MIB * 1024 * 1024;
+  process.stderr.write(`seeding ${LARGE_COUNT} × ${LARGE_MIB} MiB…\n`);
+  const lc = await seed(
+    stack,
+    lrepo,
+    LARGE_COUNT,
+    () => largeSize,
+    (i) => `large/blob-${i}.bin`,
+  );
+  const lbytes = LARGE_COUNT * largeSize;
+  const scenarioC = `(c) ${LARGE_COUNT} × ${LARGE_MIB} MiB`;
+  const c0 = await run(
+    process.execPath,
+    [
+      `${root}bench/raw-copy.mjs`,
+      lrepo,
+      lc,
+      lbucket,
+      "raw/",
+      ...Array.from({ length: LARGE_COUNT }, (_, i) => `large/blob-${i}.bin`),
+    ],
+    env,
+  );
+  results.push({
+    scenario: scenarioC,
+    tool: "raw GET+PUT",
+    objects: LARGE_COUNT,
+    bytes: lbytes,
+    ...c0,
+  });
+  const cs = await mirror([
+    lrepo,
+    `s3://${lbucket}/stream/`,
+    `--commit_id=${lc}`,
+    "--copy-mode=stream",
+  ]);
+  results.push({
+    scenario: scenarioC,
+    tool: "lakefs-mirror stream",
+    objects: LARGE_COUNT,
+    bytes: lbytes,
+    ...cs,
+  });
+  const cc = await mirror([
+    lrepo,
+    `s3://${lbucket}/server/`,
+    `--commit_id=${lc}`,
+    "--copy-mode=server-side",
+  ]);
+  results.push({
+    scenario: scenarioC,
+    tool: "lakefs-mirror server-side",
+    objects: LARGE_COUNT,
+    bytes: lbytes,
+    ...cc,
+  });
+  const cr = await run(
+    "rclone",
+    ["sync", `lakefs:${lrepo}/${lc}/`, `dest:${lbucket}/rclone/`, ...rcloneFlags],
+    renv,
+  );
+  results.push({
+    scenario: scenarioC,
+    tool: "rclone sync",
+    objects: LARGE_COUNT,
+    bytes: lbytes,
+    ...cr,
+  });
+  await stack.close();
+
+  report(results);
+}
+
+function report(results: Measure[]) {
+  const peerOf = (m: Measure) =>
+    results.find(
+      (r) =>
+        r.scenario === m.scenario &&
+        (m.scenario.startsWith("(c)") ? r.tool === "raw GET+PUT" : r.tool === "rclone sync"),
+    );
+  const rows = results.map((m) => {
+    const peer = peerOf(m);
+    const ratio = peer && peer !== m ? `${(peer.seconds / m.seconds).toFixed(2)}×` : "—";
+    return `| ${m.scenario} | ${m.tool} | ${(m.objects / m.seconds).toFixed(0)} | ${(m.bytes / 1e6 / m.seconds).toFixed(1)} | ${m.seconds.toFixed(2)} | ${m.peakRssMb.toFixed(0)} | ${ratio} |`;
+  });
+  const versions = [
+    `node ${process.version}`,
+    `rclone ${execFileSync("rclone", ["version"])
+      .toString()
+      .split("\n")[0]
+      ?.replace(/^rclone /, "")}`,
+    `lakeFS v1.86.0, MinIO RELEASE.2026-02-12 (test/stack)`,
+    `${execFileSync("nproc").toString().trim()} cores`,
+  ].join(", ");
+  const text = [
+    `Command: \`npm run bench\` (BENCH_OBJECTS=${N} BENCH_CHANGED=${K} BENCH_LARGE_COUNT=${LARGE_COUNT} BENCH_LARGE_MIB=${LARGE_MIB}), ${new Date().toISOString()}`,
+    `Versions: ${versions}. lakefs-mirror runs with --concurrency=32; rclone with ${rcloneFlags.join(" ")}.`,
+    "Ratio: the peer's wall time over this row's (above 1 = faster than the peer). Peer: rclone sync for (a) and (b), the raw GET+PUT baseline for (c).",
+    "",
+    "| scenario | tool | objects/s | MB/s | wall s | peak RSS MB | vs peer |",
+    "|---|---|---|---|---|---|---|",
+    ...rows,
+    "",
+  ].join("\n");
+  process.stdout.write(text);
+  mkdirSync(`${root}bench/results`, { recursive: true });
+  writeFileSync(`${root}bench/results/latest.md`, text);
+}
+
+await main();

@@ -1,0 +1,182 @@
+import { timingSafeEqual } from "node:crypto";
+import { createServer } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Logger } from "pino";
+import type { HookEvent } from "../lakefs/types.ts";
+import { EventValidationError, parseHookEvent } from "./intake.ts";
+import type { Metrics } from "./metrics.ts";
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  bodyLimitBytes: number;
+  /** The bearer token webhooks must present; undefined when authentication is disabled. */
+  token: string | undefined;
+  metrics: Metrics;
+  logger: Logger;
+  /** Records the event; resolves to what the response says. Rejects when it could not be recorded. */
+  onEvent: (
+    event: HookEvent,
+  ) => Promise<{ result: "accepted" | "ignored"; reason?: string; lanes: number }>;
+  status: () => unknown;
+  ready: () => boolean;
+}
+
+class HttpError extends Error {
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  contentType = "application/json",
+): void {
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  res.writeHead(status, { "content-type": contentType, "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers["content-length"] ?? NaN);
+  if (declared > limit)
+    return Promise.reject(new HttpError(413, `body larger than ${limit} bytes`));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new HttpError(413, `body larger than ${limit} bytes`));
+        req.resume();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(.+)$/i.exec(header ?? "");
+  if (!m?.[1]) return false;
+  const a = Buffer.from(m[1].trim());
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * The daemon's HTTP face: lakeFS action webhooks, Prometheus metrics, health, readiness and
+ * per-lane status. A webhook gets 202 only once its event is durably recorded.
+ */
+export class HttpServer {
+  readonly #o: HttpServerOptions;
+  readonly #server: Server;
+  #accepting = true;
+
+  constructor(options: HttpServerOptions) {
+    this.#o = options;
+    this.#server = createServer((req, res) => {
+      this.#route(req, res).catch((err: unknown) => {
+        const status = err instanceof HttpError ? err.status : 500;
+        if (status === 500) this.#o.logger.error({ err: (err as Error).message }, "request failed");
+        if (!res.headersSent) send(res, status, { error: (err as Error).message });
+      });
+    });
+    this.#server.keepAliveTimeout = 5_000;
+  }
+
+  get address(): string {
+    const a = this.#server.address() as AddressInfo;
+    return `http://${a.address.includes(":") ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(this.#o.port, this.#o.host, () => {
+        this.#server.off("error", reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Stops accepting webhooks (503) while metrics and status stay readable. */
+  stopIntake(): void {
+    this.#accepting = false;
+  }
+
+  async close(): Promise<void> {
+    this.#accepting = false;
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeIdleConnections();
+    });
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    switch (url.pathname) {
+      case "/webhooks/lakefs":
+        return this.#webhook(req, res);
+      case "/metrics":
+        return send(
+          res,
+          200,
+          await this.#o.metrics.registry.metrics(),
+          this.#o.metrics.registry.contentType,
+        );
+      case "/healthz":
+        return send(res, 200, { status: "ok" });
+      case "/readyz":
+        return this.#o.ready() && this.#accepting
+          ? send(res, 200, { status: "ready" })
+          : send(res, 503, { status: "not ready" });
+      case "/status":
+        return send(res, 200, this.#o.status());
+      default:
+        return send(res, 404, { error: `no route ${url.pathname}` });
+    }
+  }
+
+  async #webhook(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const reject = (status: number, error: string) => {
+      this.#o.metrics.intake("webhook", "rejected");
+      this.#o.logger.warn({ status, error, remote: req.socket.remoteAddress }, "webhook rejected");
+      req.resume();
+      send(res, status, { error });
+    };
+    if (req.method !== "POST") return reject(405, "use POST");
+    if (!this.#accepting) return reject(503, "shutting down");
+    if (this.#o.token !== undefined && !tokenMatches(req.headers.authorization, this.#o.token)) {
+      return reject(401, "missing or wrong bearer token");
+    }
+    const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
+    if (type !== "application/json") return reject(415, "content-type must be application/json");
+    let event: HookEvent;
+    try {
+      const body = await readBody(req, this.#o.bodyLimitBytes);
+      event = parseHookEvent(JSON.parse(body.toString("utf8")));
+    } catch (err) {
+      if (err instanceof HttpError) return reject(err.status, err.message);
+      if (err instanceof SyntaxError) return reject(400, `body is not valid JSON: ${err.message}`);
+      if (err instanceof EventValidationError) return reject(400, err.message);
+      throw err;
+    }
+    try {
+      const outcome = await this.#o.onEvent(event);
+      send(res, outcome.result === "accepted" ? 202 : 200, outcome);
+    } catch (err) {
+      // Not recorded, so not acknowledged: lakeFS logs the failed hook and the reconciler catches up.
+      this.#o.metrics.intake("webhook", "failed");
+      this.#o.logger.error({ err: (err as Error).message }, "could not record webhook event");
+      send(res, 503, { error: `event not recorded: ${(err as Error).message}` });
+    }
+  }
+}

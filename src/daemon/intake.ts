@@ -1,0 +1,159 @@
+import type { Logger } from "pino";
+import type { MirrorSpec } from "../config.ts";
+import type { HookEvent } from "../lakefs/types.ts";
+import type { CheckpointStore } from "./checkpoint.ts";
+import { resolveDestination } from "./lane-sync.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Lane, Scheduler } from "./scheduler.ts";
+
+/** Events that move a branch HEAD, create a branch, or end one. */
+export const handledEvents = [
+  "post-commit",
+  "post-merge",
+  "post-revert",
+  "post-cherry-pick",
+  "post-create-branch",
+  "post-delete-branch",
+] as const;
+
+export class EventValidationError extends Error {}
+
+/** Checks a lakeFS action payload (pkg/actions/event.go's EventInfo) and returns it typed. */
+export function parseHookEvent(value: unknown): HookEvent {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new EventValidationError("body must be a JSON object (a lakeFS action event)");
+  }
+  const v = value as Record<string, unknown>;
+  const str = (k: string, required: boolean) => {
+    const x = v[k];
+    if (x === undefined && !required) return;
+    if (typeof x !== "string" || (required && x === "")) {
+      throw new EventValidationError(
+        `field "${k}" must be ${required ? "a non-empty" : "a"} string`,
+      );
+    }
+  };
+  str("event_type", true);
+  str("repository_id", true);
+  for (const k of [
+    "event_time",
+    "action_name",
+    "hook_id",
+    "branch_id",
+    "source_ref",
+    "commit_id",
+    "tag_id",
+  ])
+    str(k, false);
+  if (
+    v.commit_metadata !== undefined &&
+    (typeof v.commit_metadata !== "object" || v.commit_metadata === null)
+  ) {
+    throw new EventValidationError('field "commit_metadata" must be an object');
+  }
+  return v as unknown as HookEvent;
+}
+
+function globToRegExp(glob: string): RegExp {
+  const body = glob
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replaceAll("*", ".*")
+    .replaceAll("?", ".");
+  return new RegExp(`^${body}$`);
+}
+
+/** Which configured mirrors a (repository, branch) falls under. */
+export class MirrorRouter {
+  readonly #mirrors: { spec: MirrorSpec; patterns: RegExp[] }[];
+
+  constructor(mirrors: readonly MirrorSpec[]) {
+    this.#mirrors = mirrors.map((spec) => ({ spec, patterns: spec.branches.map(globToRegExp) }));
+  }
+
+  repositories(): string[] {
+    return [...new Set(this.#mirrors.map((m) => m.spec.repository))];
+  }
+
+  match(
+    repository: string,
+    branch: string,
+  ): { repository: string; branch: string; destination: string }[] {
+    return this.#mirrors
+      .filter((m) => m.spec.repository === repository && m.patterns.some((p) => p.test(branch)))
+      .map((m) => ({
+        repository,
+        branch,
+        destination: resolveDestination(m.spec.destination, repository, branch),
+      }));
+  }
+}
+
+export interface IntakeDeps {
+  router: MirrorRouter;
+  scheduler: Scheduler;
+  checkpoint: CheckpointStore;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+export interface IntakeOutcome {
+  result: "accepted" | "ignored";
+  reason?: string;
+  lanes: { lane: Lane; seq: number }[];
+}
+
+/**
+ * Turns an event into lane work: records it durably as pending, then wakes the lane. The
+ * caller acknowledges the event (202, Kafka offset) only after this resolves.
+ */
+export class Intake {
+  readonly #ignoredOnce = new Set<string>();
+  readonly deps: IntakeDeps;
+
+  constructor(deps: IntakeDeps) {
+    this.deps = deps;
+  }
+
+  async handle(event: HookEvent, source: "webhook" | "kafka"): Promise<IntakeOutcome> {
+    const { router, scheduler, checkpoint, metrics, logger } = this.deps;
+    if (!(handledEvents as readonly string[]).includes(event.event_type)) {
+      metrics.intake(source, "ignored");
+      return {
+        result: "ignored",
+        reason: `event type ${event.event_type} does not move a branch`,
+        lanes: [],
+      };
+    }
+    if (!event.branch_id) {
+      metrics.intake(source, "ignored");
+      return { result: "ignored", reason: "event names no branch", lanes: [] };
+    }
+    const keys = router.match(event.repository_id, event.branch_id);
+    if (keys.length === 0) {
+      const k = `${event.repository_id}/${event.branch_id}`;
+      if (!this.#ignoredOnce.has(k)) {
+        this.#ignoredOnce.add(k);
+        logger.info(
+          { repository: event.repository_id, branch: event.branch_id },
+          "events for this branch are ignored: no mirror is configured for it",
+        );
+      }
+      metrics.intake(source, "ignored");
+      return { result: "ignored", reason: `no mirror configured for ${k}`, lanes: [] };
+    }
+    const lanes: IntakeOutcome["lanes"] = [];
+    for (const key of keys) {
+      const lane = scheduler.lane(key);
+      lane.lastExportedCommit ??= (await checkpoint.get(lane.id))?.lastExportedCommit;
+      await checkpoint.recordPending(lane.id, {
+        commitId: event.commit_id ?? "",
+        eventType: event.event_type,
+        source,
+        receivedAt: new Date().toISOString(),
+      });
+      lanes.push({ lane, seq: scheduler.notify(lane) });
+    }
+    metrics.intake(source, "accepted");
+    return { result: "accepted", lanes };
+  }
+}

@@ -1,0 +1,104 @@
+import type { Logger } from "pino";
+import { LakefsNotFoundError, errorMessage } from "../errors.ts";
+import type { LakefsClient } from "../lakefs/client.ts";
+import type { CheckpointStore } from "./checkpoint.ts";
+import type { MirrorRouter } from "./intake.ts";
+import type { Metrics } from "./metrics.ts";
+import type { Scheduler } from "./scheduler.ts";
+
+/**
+ * Events are hints: lakeFS's post-* hooks are fire-and-forget and a hard reset fires none. So
+ * at start-up and on an interval, every mirrored branch's HEAD (and every branch newly matching
+ * a glob) is compared with its lane's checkpoint, and lanes that are behind are scheduled.
+ */
+export interface ReconcilerDeps {
+  lakefs: LakefsClient;
+  router: MirrorRouter;
+  scheduler: Scheduler;
+  checkpoint: CheckpointStore;
+  metrics: Metrics;
+  logger: Logger;
+  intervalSeconds: number;
+}
+
+export class Reconciler {
+  readonly #deps: ReconcilerDeps;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(deps: ReconcilerDeps) {
+    this.#deps = deps;
+  }
+
+  start(): void {
+    this.#tick();
+  }
+
+  #tick(): void {
+    if (this.#closed) return;
+    this.#running = this.reconcile()
+      .then(() => undefined)
+      .catch((err: unknown) =>
+        this.#deps.logger.warn({ err: errorMessage(err) }, "reconcile pass failed"),
+      )
+      .finally(() => {
+        this.#running = undefined;
+        if (!this.#closed && this.#deps.intervalSeconds > 0) {
+          this.#timer = setTimeout(() => this.#tick(), this.#deps.intervalSeconds * 1000);
+          this.#timer.unref();
+        }
+      });
+  }
+
+  /** One pass; resolves when every lane that is behind has been scheduled. */
+  async reconcile(): Promise<number> {
+    const { lakefs, router, scheduler, checkpoint, metrics } = this.#deps;
+    let scheduled = 0;
+    const seen = new Set<string>();
+    for (const repository of router.repositories()) {
+      try {
+        for await (const page of lakefs.listBranches(repository)) {
+          for (const ref of page) {
+            for (const key of router.match(repository, ref.id)) {
+              const lane = scheduler.lane(key);
+              seen.add(lane.id);
+              lane.lastExportedCommit ??= (await checkpoint.get(lane.id))?.lastExportedCommit;
+              lane.headCommit = ref.commit_id;
+              if (
+                lane.lastExportedCommit !== ref.commit_id &&
+                lane.state !== "exporting" &&
+                lane.state !== "queued"
+              ) {
+                scheduler.notify(lane);
+                metrics.intake("reconciler", "accepted");
+                scheduled++;
+              } else if (lane.lastExportedCommit === ref.commit_id) {
+                lane.commitsBehind = 0;
+                lane.lagSeconds = 0;
+                metrics.lane(lane);
+              }
+            }
+          }
+        }
+      } catch (err) {
+        if (!(err instanceof LakefsNotFoundError)) throw err;
+        this.#deps.logger.warn({ repository }, "configured repository does not exist in lakeFS");
+      }
+    }
+    // Lanes whose branch is gone: one more run ends them.
+    for (const lane of scheduler.lanes.values()) {
+      if (!seen.has(lane.id) && lane.state === "idle") {
+        scheduler.notify(lane);
+        scheduled++;
+      }
+    }
+    return scheduled;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#running;
+  }
+}

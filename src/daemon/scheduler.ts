@@ -1,0 +1,215 @@
+import type { Logger } from "pino";
+import { errorMessage } from "../errors.ts";
+
+export type LaneState = "idle" | "queued" | "exporting" | "backoff" | "ended";
+
+export interface LaneKey {
+  repository: string;
+  branch: string;
+  /** The resolved s3:// destination. */
+  destination: string;
+}
+
+export interface Lane extends LaneKey {
+  id: string;
+  state: LaneState;
+  lastExportedCommit: string | undefined;
+  headCommit: string | undefined;
+  commitsBehind: number;
+  lagSeconds: number;
+  lastError: string | undefined;
+  failures: number;
+  /** Bumped by every event; an export started at sequence s covers every event up to s. */
+  requested: number;
+  covered: number;
+}
+
+export function laneId(key: LaneKey): string {
+  return JSON.stringify([key.repository, key.branch, key.destination]);
+}
+
+/** What running a lane means: bring its destination to the branch HEAD. Throws to back off. */
+export type LaneRunner = (lane: Lane, signal: AbortSignal) => Promise<"done" | "ended">;
+
+export interface SchedulerOptions {
+  maxParallelLanes: number;
+  retryBaseSeconds: number;
+  retryMaxSeconds: number;
+  run: LaneRunner;
+  logger: Logger;
+}
+
+/**
+ * One serial lane per (repository, branch, destination). Events for a lane that is busy only
+ * bump its sequence, so a burst of commits becomes one more export to the newest HEAD. Lanes
+ * run in parallel up to a limit; a failed export backs off exponentially, with jitter.
+ */
+export class Scheduler {
+  readonly lanes = new Map<string, Lane>();
+  readonly #o: SchedulerOptions;
+  readonly #queue: string[] = [];
+  readonly #running = new Map<string, Promise<void>>();
+  readonly #timers = new Map<string, NodeJS.Timeout>();
+  readonly #waiters = new Map<string, { seq: number; resolve: () => void }[]>();
+  readonly #abort = new AbortController();
+  #seq = 0;
+  #closed = false;
+
+  constructor(options: SchedulerOptions) {
+    this.#o = options;
+  }
+
+  get running(): number {
+    return this.#running.size;
+  }
+
+  lane(key: LaneKey, lastExportedCommit?: string): Lane {
+    const id = laneId(key);
+    let lane = this.lanes.get(id);
+    if (!lane) {
+      lane = {
+        ...key,
+        id,
+        state: "idle",
+        lastExportedCommit,
+        headCommit: undefined,
+        commitsBehind: 0,
+        lagSeconds: 0,
+        lastError: undefined,
+        failures: 0,
+        requested: 0,
+        covered: 0,
+      };
+      this.lanes.set(id, lane);
+    }
+    return lane;
+  }
+
+  /** Asks for the lane to be brought to its HEAD; returns the sequence that a later export covers. */
+  notify(lane: Lane): number {
+    const seq = ++this.#seq;
+    lane.requested = seq;
+    if (lane.state === "ended") lane.state = "idle";
+    if (lane.state === "idle") this.#enqueue(lane);
+    return seq;
+  }
+
+  /** Resolves once an export that started after `seq` was requested has succeeded (or the lane ended). */
+  covered(lane: Lane, seq: number): Promise<void> {
+    if (lane.covered >= seq) return Promise.resolve();
+    return new Promise((resolve) => {
+      const list = this.#waiters.get(lane.id) ?? [];
+      list.push({ seq, resolve });
+      this.#waiters.set(lane.id, list);
+    });
+  }
+
+  #enqueue(lane: Lane): void {
+    if (this.#closed) return;
+    lane.state = "queued";
+    this.#queue.push(lane.id);
+    this.#pump();
+  }
+
+  #pump(): void {
+    while (
+      !this.#closed &&
+      this.#running.size < this.#o.maxParallelLanes &&
+      this.#queue.length > 0
+    ) {
+      const id = this.#queue.shift()!;
+      const lane = this.lanes.get(id);
+      if (!lane || lane.state !== "queued") continue;
+      const p = this.#runOnce(lane).finally(() => {
+        this.#running.delete(id);
+        this.#pump();
+      });
+      this.#running.set(id, p);
+    }
+  }
+
+  async #runOnce(lane: Lane): Promise<void> {
+    lane.state = "exporting";
+    const startedAt = lane.requested;
+    try {
+      const outcome = await this.#o.run(lane, this.#abort.signal);
+      lane.failures = 0;
+      lane.lastError = undefined;
+      lane.covered = startedAt;
+      this.#release(lane);
+      if (outcome === "ended") {
+        lane.state = "ended";
+        lane.covered = Number.MAX_SAFE_INTEGER;
+        this.#release(lane);
+        return;
+      }
+      lane.state = "idle";
+      // Events that arrived during the export: one more run covers them all.
+      if (lane.requested > startedAt) this.#enqueue(lane);
+    } catch (err) {
+      if (this.#closed) {
+        lane.state = "idle";
+        return;
+      }
+      lane.failures++;
+      lane.lastError = errorMessage(err);
+      const base = Math.min(
+        this.#o.retryMaxSeconds,
+        this.#o.retryBaseSeconds * 2 ** (lane.failures - 1),
+      );
+      const delay = base * (0.5 + Math.random() / 2);
+      lane.state = "backoff";
+      this.#o.logger.warn(
+        {
+          repository: lane.repository,
+          branch: lane.branch,
+          err: lane.lastError,
+          retryInSeconds: Math.round(delay),
+        },
+        "lane export failed; backing off",
+      );
+      const timer = setTimeout(() => {
+        this.#timers.delete(lane.id);
+        if (lane.state === "backoff") this.#enqueue(lane);
+      }, delay * 1000);
+      timer.unref();
+      this.#timers.set(lane.id, timer);
+    }
+  }
+
+  #release(lane: Lane): void {
+    const list = this.#waiters.get(lane.id);
+    if (!list) return;
+    const keep = list.filter((w) => {
+      if (w.seq <= lane.covered) w.resolve();
+      return w.seq > lane.covered;
+    });
+    if (keep.length) this.#waiters.set(lane.id, keep);
+    else this.#waiters.delete(lane.id);
+  }
+
+  /**
+   * Stops taking work, gives running exports `graceMs` to finish, then aborts them. Queued
+   * lanes stay pending in the checkpoint store and run after the next start.
+   */
+  async close(graceMs: number): Promise<void> {
+    this.#closed = true;
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+    const running = Promise.allSettled([...this.#running.values()]);
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<"expired">(
+      (r) => (timer = setTimeout(() => r("expired"), graceMs)),
+    );
+    const outcome = await Promise.race([running.then(() => "drained" as const), expired]);
+    clearTimeout(timer);
+    if (outcome === "expired") {
+      this.#o.logger.warn(
+        { running: this.#running.size },
+        "grace period over; aborting running exports",
+      );
+      this.#abort.abort(new Error("shutdown"));
+      await running;
+    }
+  }
+}
