@@ -1,8 +1,5 @@
 import type { Writable } from "node:stream";
 import { MirrorError, errorMessage } from "../errors.ts";
-import { exportCommand } from "./export-command.ts";
-import { runCommand } from "./run-command.ts";
-import { verifyCommand } from "./verify-command.ts";
 
 export interface CliIo {
   env: NodeJS.ProcessEnv;
@@ -32,11 +29,13 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   try {
     switch (command) {
       case "export":
-        return await exportCommand(rest, io);
+        // Each command loads only what it uses: a one-off export starts without the daemon's Kafka,
+        // LevelDB and Prometheus code.
+        return await (await import("./export-command.ts")).exportCommand(rest, io);
       case "verify":
-        return await verifyCommand(rest, io);
+        return await (await import("./verify-command.ts")).verifyCommand(rest, io);
       case "run":
-        return await runCommand(rest, io);
+        return await (await import("./run-command.ts")).runCommand(rest, io);
       case undefined:
       case "help":
       case "--help":

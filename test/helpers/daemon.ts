@@ -116,7 +116,9 @@ export async function waitFor<T>(
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+  throw new Error(
+    `timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`,
+  );
 }
 
 export async function laneStatus(url: string): Promise<LaneStatus[]> {
