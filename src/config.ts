@@ -348,14 +348,17 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
-/** The configuration as JSON with secrets replaced, for logs and `--print-config`. */
+/** The configuration with every secret (the schema's sensitive keys) replaced, for `--print-config`. */
 export function redactedConfig(config: Config): Config {
+  const hide = (v: string) => (v ? "[redacted]" : "");
   return {
     ...config,
-    lakefs: {
-      ...config.lakefs,
-      secretAccessKey: config.lakefs.secretAccessKey ? "[redacted]" : "",
+    lakefs: { ...config.lakefs, secretAccessKey: hide(config.lakefs.secretAccessKey) },
+    s3: {
+      ...config.s3,
+      secretAccessKey: hide(config.s3.secretAccessKey),
+      sessionToken: hide(config.s3.sessionToken),
     },
-    webhook: { ...config.webhook, token: config.webhook.token ? "[redacted]" : "" },
+    webhook: { ...config.webhook, token: hide(config.webhook.token) },
   };
 }

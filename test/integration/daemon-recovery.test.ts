@@ -96,7 +96,7 @@ describe("daemon recovery", () => {
       extra: { export: { concurrency: 1, copyMode: "stream" } },
     });
     const first = spawnDaemon(stack, file);
-    closers.push(async () => first.child.kill("SIGKILL"));
+    closers.push(() => Promise.resolve(first.child.kill("SIGKILL")));
     const url = await first.url;
     const head = await bigCommit(repo, 400);
     assert.equal((await postWebhook(url, commitEvent(repo, "main", head), auth())).status, 202);
@@ -114,7 +114,7 @@ describe("daemon recovery", () => {
     );
 
     const second = spawnDaemon(stack, file);
-    closers.push(async () => second.child.kill("SIGKILL"));
+    closers.push(() => Promise.resolve(second.child.kill("SIGKILL")));
     const url2 = await second.url;
     await waitForExported(url2, repo, "main", head, 120_000);
     await assertEqual(repo, head, bucket);
@@ -134,7 +134,7 @@ describe("daemon recovery", () => {
       extra: { export: { concurrency: 2, copyMode: "stream" } },
     });
     const proc = spawnDaemon(stack, file);
-    closers.push(async () => proc.child.kill("SIGKILL"));
+    closers.push(() => Promise.resolve(proc.child.kill("SIGKILL")));
     const url = await proc.url;
     const head = await bigCommit(repo, 300);
     assert.equal((await postWebhook(url, commitEvent(repo, "main", head), auth())).status, 202);

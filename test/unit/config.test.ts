@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { loadConfig, redactedConfig } from "../../src/config.ts";
+
+function file(content: unknown): string {
+  const path = join(mkdtempSync(join(tmpdir(), "lakefs-mirror-config-")), "config.json");
+  writeFileSync(path, typeof content === "string" ? content : JSON.stringify(content));
+  return path;
+}
+
+const mirror = {
+  repository: "example",
+  branches: ["main", "release-*"],
+  destination: "s3://bucket/{repository}/{branch}/",
+};
+
+describe("configuration", () => {
+  it("reads defaults, then the file, then environment variables", () => {
+    const config = loadConfig({
+      env: {
+        LAKEFS_ENDPOINT: "http://lakefs:8000",
+        LAKEFS_SECRET_ACCESS_KEY: "s3cr3t",
+        KAFKA_BROKERS: "a:9092,b:9092",
+      },
+      file: file({
+        mirrors: [mirror],
+        lakefs: { endpoint: "http://from-file:8000" },
+        kafka: { topic: "commits" },
+      }),
+    });
+    assert.equal(config.lakefs.endpoint, "http://lakefs:8000");
+    assert.deepEqual(config.kafka.brokers, ["a:9092", "b:9092"]);
+    assert.equal(config.kafka.topic, "commits");
+    assert.equal(config.mirrors[0]?.repository, "example");
+    assert.equal(config.export.concurrency, 32);
+    assert.ok(Object.isFrozen(config.lakefs));
+  });
+
+  it("names an unknown key", () => {
+    assert.throws(() => loadConfig({ env: {}, file: file({ lakefs: { endpoitn: "x" } }) }), {
+      code: "LM_CONFIG",
+      message: /lakefs\.endpoitn/,
+    });
+  });
+
+  it("names the key whose value is wrong", () => {
+    assert.throws(() => loadConfig({ env: {}, file: file({ server: { port: 70000 } }) }), {
+      code: "LM_CONFIG",
+      message: /server\.port/,
+    });
+    assert.throws(() => loadConfig({ env: { LAKEFS_ENDPOINT: "ftp://x" }, file: undefined }), {
+      code: "LM_CONFIG",
+      message: /lakefs\.endpoint/,
+    });
+    assert.throws(
+      () =>
+        loadConfig({
+          env: {},
+          file: file({ mirrors: [{ ...mirror, destination: "gs://elsewhere/" }] }),
+        }),
+      { code: "LM_CONFIG", message: /mirrors\[0\]\.destination/ },
+    );
+    assert.throws(
+      () => loadConfig({ env: {}, file: file({ mirrors: [{ ...mirror, branches: [] }] }) }),
+      {
+        code: "LM_CONFIG",
+        message: /mirrors\[0\]\.branches/,
+      },
+    );
+  });
+
+  it("says when the file is not JSON", () => {
+    assert.throws(() => loadConfig({ env: {}, file: file("{ mirrors: ") }), {
+      code: "LM_CONFIG",
+      message: /cannot read config file .*config\.json/,
+    });
+  });
+
+  it("never shows secrets in its printable form", () => {
+    const config = loadConfig({
+      env: {
+        LAKEFS_SECRET_ACCESS_KEY: "lakefs-secret",
+        AWS_SECRET_ACCESS_KEY: "aws-secret",
+        LAKEFS_MIRROR_WEBHOOK_TOKEN: "tok",
+      },
+    });
+    const text = JSON.stringify(redactedConfig(config));
+    for (const secret of ["lakefs-secret", "aws-secret", '"tok"'])
+      assert.equal(text.includes(secret), false, secret);
+  });
+});

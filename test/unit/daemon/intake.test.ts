@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { MirrorRouter, parseHookEvent } from "../../../src/daemon/intake.ts";
+
+describe("lakeFS event parsing", () => {
+  it("accepts a lakeFS action payload, with fields lakeFS omits when empty left out", () => {
+    const e = parseHookEvent({
+      event_type: "post-commit",
+      event_time: "2026-11-24T05:00:00Z",
+      action_name: "mirror",
+      hook_id: "notify",
+      repository_id: "repo",
+      branch_id: "main",
+      commit_id: "abc",
+      commit_metadata: { k: "v" },
+      some_future_field: 1,
+    });
+    assert.equal(e.branch_id, "main");
+  });
+
+  it("says which field is wrong", () => {
+    assert.throws(() => parseHookEvent([]), /JSON object/);
+    assert.throws(() => parseHookEvent({ repository_id: "r" }), /"event_type"/);
+    assert.throws(
+      () => parseHookEvent({ event_type: "post-commit", repository_id: 7 }),
+      /"repository_id"/,
+    );
+    assert.throws(
+      () => parseHookEvent({ event_type: "post-commit", repository_id: "r", branch_id: 1 }),
+      /"branch_id"/,
+    );
+  });
+});
+
+describe("mirror routing", () => {
+  const router = new MirrorRouter([
+    {
+      repository: "repo",
+      branches: ["main", "release-*"],
+      destination: "s3://bucket/{repository}/{branch}/",
+    },
+    { repository: "repo", branches: ["main"], destination: "s3://backup/main/" },
+  ]);
+
+  it("sends a branch to every mirror whose globs match it, with placeholders filled", () => {
+    assert.deepEqual(router.match("repo", "main"), [
+      { repository: "repo", branch: "main", destination: "s3://bucket/repo/main/" },
+      { repository: "repo", branch: "main", destination: "s3://backup/main/" },
+    ]);
+    assert.deepEqual(
+      router.match("repo", "release-1.2").map((k) => k.destination),
+      ["s3://bucket/repo/release-1.2/"],
+    );
+  });
+
+  it("matches globs whole, and treats other regex characters literally", () => {
+    assert.deepEqual(router.match("repo", "old-release-1"), []);
+    assert.deepEqual(router.match("repo", "mainline"), []);
+    assert.deepEqual(router.match("other", "main"), []);
+    const dots = new MirrorRouter([
+      { repository: "r", branches: ["v1.?"], destination: "s3://bkt/x/" },
+    ]);
+    assert.equal(dots.match("r", "v1.2").length, 1);
+    assert.equal(dots.match("r", "v1x2").length, 0);
+  });
+});
