@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import convict from "convict";
 import { ConfigError, errorMessage } from "./errors.ts";
 import type { CopyMode } from "./export/copier.ts";
@@ -302,6 +303,14 @@ const schema = {
   },
 };
 
+/** The schema's own defaults, before config/default.json or anything else is applied. */
+export function schemaDefaults(): Config {
+  return convict(schema, { env: {}, args: [] }).getProperties() as unknown as Config;
+}
+
+/** config/default.json: every key with its default, the first layer under the user's file. */
+export const defaultsFile = fileURLToPath(new URL("../config/default.json", import.meta.url));
+
 export interface LoadOptions {
   env: NodeJS.ProcessEnv;
   /** A JSON file with any subset of the keys. */
@@ -317,6 +326,7 @@ export interface LoadOptions {
 export function loadConfig(options: LoadOptions): Readonly<Config> {
   const cfg = convict(schema, { env: options.env, args: [] });
   try {
+    cfg.loadFile(defaultsFile);
     if (options.file) {
       let parsed: unknown;
       try {

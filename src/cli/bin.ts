@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // The process entry: the only module that touches signals, exit codes and process.env.
 import process from "node:process";
 import { main } from "./main.ts";

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { loadConfig, redactedConfig } from "../../src/config.ts";
+import { defaultsFile, loadConfig, redactedConfig, schemaDefaults } from "../../src/config.ts";
 
 function file(content: unknown): string {
   const path = join(mkdtempSync(join(tmpdir(), "lakefs-mirror-config-")), "config.json");
@@ -37,6 +37,11 @@ describe("configuration", () => {
     assert.equal(config.mirrors[0]?.repository, "example");
     assert.equal(config.export.concurrency, 32);
     assert.ok(Object.isFrozen(config.lakefs));
+  });
+
+  it("ships config/default.json with every key at its schema default", () => {
+    const shipped = JSON.parse(readFileSync(defaultsFile, "utf8")) as Record<string, unknown>;
+    assert.deepEqual(shipped, JSON.parse(JSON.stringify(schemaDefaults())));
   });
 
   it("names an unknown key", () => {

@@ -7,15 +7,15 @@ import { spawn, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { TaskPool } from "../src/export/pool.ts";
-import { connectStack, createBucket, createRepo } from "../test/helpers/stack.ts";
-import type { Stack } from "../test/helpers/stack.ts";
+import { TaskPool } from "../../src/export/pool.ts";
+import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
+import type { Stack } from "../helpers/stack.ts";
 
 const N = Number(process.env.BENCH_OBJECTS ?? 10_000);
 const K = Number(process.env.BENCH_CHANGED ?? 10);
 const LARGE_COUNT = Number(process.env.BENCH_LARGE_COUNT ?? 4);
 const LARGE_MIB = Number(process.env.BENCH_LARGE_MIB ?? 96);
-const root = fileURLToPath(new URL("..", import.meta.url));
+const root = fileURLToPath(new URL("../..", import.meta.url));
 const cliEntry = `${root}dist/cli/bin.js`;
 
 interface Measure {
@@ -190,7 +190,7 @@ async function main() {
   const c0 = await run(
     process.execPath,
     [
-      `${root}bench/raw-copy.mjs`,
+      `${root}test/bench/raw-copy.mjs`,
       lrepo,
       lc,
       lbucket,
@@ -281,8 +281,8 @@ function report(results: Measure[]) {
     "",
   ].join("\n");
   process.stdout.write(text);
-  mkdirSync(`${root}bench/results`, { recursive: true });
-  writeFileSync(`${root}bench/results/latest.md`, text);
+  mkdirSync(`${root}test/bench/results`, { recursive: true });
+  writeFileSync(`${root}test/bench/results/latest.md`, text);
 }
 
 await main();
