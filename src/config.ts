@@ -305,7 +305,7 @@ const schema = {
 
 /** The schema's own defaults, before config/default.json or anything else is applied. */
 export function schemaDefaults(): Config {
-  return convict(schema, { env: {}, args: [] }).getProperties() as unknown as Config;
+  return convict(schema, { env: {}, args: [] }).getProperties();
 }
 
 /** config/default.json: every key with its default, the first layer under the user's file. */

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -175,4 +175,19 @@ export function commitEvent(
     branch_id: branch,
     commit_id: commitId,
   };
+}
+
+/**
+ * The lakeFS action shipped in deploy/lakefs-action.yaml, pointed at a daemon's address, so
+ * that tests and the demo exercise the very file users install.
+ */
+export function actionFor(daemonUrl: string): string {
+  const shipped = readFileSync(
+    fileURLToPath(new URL("../../deploy/lakefs-action.yaml", import.meta.url)),
+    "utf8",
+  );
+  const out = shipped.replace("http://127.0.0.1:8081", daemonUrl);
+  if (out === shipped)
+    throw new Error("deploy/lakefs-action.yaml no longer calls http://127.0.0.1:8081");
+  return out;
 }

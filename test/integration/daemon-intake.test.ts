@@ -4,6 +4,7 @@ import { Kafka, logLevel } from "kafkajs";
 import { S3Destination } from "../../src/s3/destination.ts";
 import { verifyMirror } from "../../src/verify/verify.ts";
 import {
+  actionFor,
   commitEvent,
   laneStatus,
   postWebhook,
@@ -14,27 +15,6 @@ import {
 import { commitObjects, listKeys } from "../helpers/mirror.ts";
 import { connectStack, createBucket, createRepo, uniqueName } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
-
-/** A lakeFS action that calls the daemon on the four branch-moving events. */
-function actionYaml(url: string): string {
-  return [
-    "name: lakefs-mirror",
-    "on:",
-    "  post-commit:",
-    "  post-merge:",
-    "  post-revert:",
-    "  post-cherry-pick:",
-    "hooks:",
-    "  - id: notify_mirror",
-    "    type: webhook",
-    "    properties:",
-    `      url: "${url}/webhooks/lakefs"`,
-    "      timeout: 10s",
-    "      headers:",
-    '        Authorization: "Bearer {{ ENV.LAKEFSACTION_MIRROR_TOKEN }}"',
-    "",
-  ].join("\n");
-}
 
 describe("daemon intake", () => {
   let stack: Stack;
@@ -72,7 +52,7 @@ describe("daemon intake", () => {
     });
     closers.push(() => daemon.close());
     await commitObjects(stack, repo, "main", [
-      { path: "_lakefs_actions/mirror.yaml", content: actionYaml(url) },
+      { path: "_lakefs_actions/mirror.yaml", content: actionFor(url) },
     ]);
     const c2 = await commitObjects(stack, repo, "main", [
       { path: "data/a.csv", content: "a" },
