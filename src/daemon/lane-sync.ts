@@ -98,6 +98,19 @@ async function pruneStatusFiles(
  * full export when there is none. The checkpoint advances only after the SUCCESS file exists.
  */
 export function createLaneRunner(deps: LaneSyncDeps) {
+  const run = syncLane(deps);
+  return async (lane: Lane, signal: AbortSignal): Promise<"done" | "ended"> => {
+    try {
+      return await run(lane, signal);
+    } catch (err) {
+      // A FAILURE status file is counted as a failed export already; this is "could not run".
+      if (!(err instanceof ExportFailedError)) deps.metrics.exportError();
+      throw err;
+    }
+  };
+}
+
+function syncLane(deps: LaneSyncDeps) {
   return async (lane: Lane, signal: AbortSignal): Promise<"done" | "ended"> => {
     const { lakefs, checkpoint, metrics, config } = deps;
     const started = new Date();

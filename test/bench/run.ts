@@ -5,7 +5,12 @@
 // Each contender runs as its own process; peak RSS is its VmHWM, polled from /proc.
 import { spawn, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { parseS3Uri } from "../../src/s3/uri.ts";
+import { actionFor } from "../helpers/daemon.ts";
 import { fileURLToPath } from "node:url";
 import { TaskPool } from "../../src/export/pool.ts";
 import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
@@ -108,6 +113,7 @@ async function main() {
   const env = { ...process.env, ...stack.env, LOG_LEVEL: "warn" };
   const renv = rcloneEnv(stack);
   const results: Measure[] = [];
+  const latencies: number[] = [];
   const mirror = (args: string[]) =>
     run(process.execPath, [cliEntry, "export", ...args, "--concurrency=32"], env);
 
@@ -172,6 +178,31 @@ async function main() {
     bytes: kBytes,
     ...b2,
   });
+
+  // (b) again through the daemon: lakeFS's post-commit action calls it, and the clock runs from
+  // the commit call's return to the SUCCESS status file's appearance at the destination.
+  const daemon = await startBenchDaemon(stack, repo, `s3://${bucket}/mirror/`, env);
+  try {
+    await daemon.install();
+    const changedAgain = changed.map((i) => (i + 1) % N);
+    for (const i of changedAgain)
+      await stack.lakefs.uploadObject(repo, "main", pathOf(i), randomBytes(small(i)));
+    const kLatency = await daemon.commitAndWait(`change ${K} again`);
+    results.push({
+      scenario: `(b) incremental, ${K} of ${N}`,
+      tool: "lakefs-mirror daemon (commit→SUCCESS)",
+      objects: K,
+      bytes: kBytes,
+      seconds: kLatency,
+      peakRssMb: daemon.peakRssMb(),
+    });
+    for (let n = 0; n < 20; n++) {
+      await stack.lakefs.uploadObject(repo, "main", `small-commits/${n}.txt`, `commit ${n}`);
+      latencies.push(await daemon.commitAndWait(`small commit ${n}`));
+    }
+  } finally {
+    await daemon.stop();
+  }
 
   // (c) large objects.
   const lrepo = await createRepo(stack, "bench-large");
@@ -246,10 +277,10 @@ async function main() {
   });
   await stack.close();
 
-  report(results);
+  report(results, latencies);
 }
 
-function report(results: Measure[]) {
+function report(results: Measure[], latencies: number[]) {
   const peerOf = (m: Measure) =>
     results.find(
       (r) =>
@@ -279,10 +310,101 @@ function report(results: Measure[]) {
     "|---|---|---|---|---|---|---|",
     ...rows,
     "",
+    latencyLine(latencies),
+    "",
   ].join("\n");
   process.stdout.write(text);
   mkdirSync(`${root}test/bench/results`, { recursive: true });
   writeFileSync(`${root}test/bench/results/latest.md`, text);
+}
+
+function latencyLine(latencies: number[]): string {
+  if (latencies.length === 0) return "";
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)]! * 1000;
+  const worst = sorted.at(-1)! * 1000;
+  return `Daemon, ${latencies.length} small commits one after another (commit call returned → SUCCESS status file listed): median ${median.toFixed(0)} ms, worst ${worst.toFixed(0)} ms.`;
+}
+
+/** The daemon as its own process, fed by a real lakeFS action, with its peak RSS watched. */
+async function startBenchDaemon(
+  stack: Stack,
+  repo: string,
+  destination: string,
+  env: NodeJS.ProcessEnv,
+) {
+  const dir = mkdtempSync(join(tmpdir(), "lakefs-mirror-bench-"));
+  const configFile = join(dir, "config.json");
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      mirrors: [{ repository: repo, branches: ["main"], destination }],
+      server: { host: "127.0.0.1", port: 0 },
+      webhook: { token: stack.env.LAKEFSACTION_MIRROR_TOKEN },
+      checkpoint: { path: join(dir, "checkpoint") },
+      reconcile: { intervalSeconds: 0 },
+      export: { concurrency: 32 },
+    }),
+  );
+  // Webhooks only: KAFKA_BROKERS from the stack would not turn Kafka on without a topic, but keep it out.
+  const daemonEnv: NodeJS.ProcessEnv = { ...env };
+  delete daemonEnv.KAFKA_BROKERS;
+  const child = spawn(process.execPath, [cliEntry, "run", "--config", configFile], {
+    env: { ...daemonEnv, LOG_LEVEL: "info" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    child.on("exit", (code) => reject(new Error(`daemon exited ${code}: ${out.slice(-2000)}`)));
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /"address":"([^"]+)".*daemon started/.exec(out);
+      if (m?.[1]) resolve(m[1]);
+    });
+  });
+  const loc = parseS3Uri(destination);
+  const hasStatus = async (commitId: string) => {
+    const res = await stack.s3.send(
+      new ListObjectsV2Command({
+        Bucket: loc.bucket,
+        Prefix: `${loc.prefix}EXPORT_${commitId}_`,
+        MaxKeys: 1,
+      }),
+    );
+    return (res.KeyCount ?? 0) > 0;
+  };
+  const commitAndWait = async (message: string) => {
+    const commit = await stack.lakefs.commit(repo, "main", { message });
+    const started = process.hrtime.bigint();
+    const deadline = Date.now() + 60_000;
+    while (!(await hasStatus(commit.id))) {
+      if (Date.now() > deadline)
+        throw new Error(`no SUCCESS status file for ${commit.id}: ${out.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return Number(process.hrtime.bigint() - started) / 1e9;
+  };
+  return {
+    install: async () => {
+      await stack.lakefs.uploadObject(
+        repo,
+        "main",
+        "_lakefs_actions/lakefs-mirror.yaml",
+        actionFor(url),
+      );
+      await commitAndWait("install the lakefs-mirror action");
+    },
+    commitAndWait,
+    peakRssMb: () => {
+      const m = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+      return Number(m?.[1] ?? 0) / 1024;
+    },
+    stop: async () => {
+      child.removeAllListeners("exit");
+      child.kill("SIGTERM");
+      await new Promise((r) => child.on("exit", r));
+    },
+  };
 }
 
 await main();
