@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // The process entry: the only module that touches signals, exit codes and process.env.
+import { setMaxListeners } from "node:events";
 import process from "node:process";
 import { main } from "./main.ts";
 
 const controller = new AbortController();
+// Every in-flight request of a command listens on this one signal.
+setMaxListeners(0, controller.signal);
 let signals = 0;
 const onSignal = (name: NodeJS.Signals) => {
   signals++;

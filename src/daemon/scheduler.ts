@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { errorMessage } from "../errors.ts";
 
@@ -57,6 +58,8 @@ export class Scheduler {
 
   constructor(options: SchedulerOptions) {
     this.#o = options;
+    // Every in-flight request of every lane listens on this one signal.
+    setMaxListeners(0, this.#abort.signal);
   }
 
   get running(): number {

@@ -152,6 +152,77 @@ describe("daemon intake", () => {
     assert.equal(offsets, "3");
   });
 
+  it("--forward-webhooks-to-kafka publishes events that another daemon exports; bad messages go to the dead-letter topic", async () => {
+    const repo = await createRepo(stack, "forward");
+    const bucket = await createBucket(stack);
+    const topic = uniqueName("events");
+    const deadLetterTopic = uniqueName("dead");
+    const groupId = uniqueName("group");
+    const kafka = new Kafka({
+      brokers: stack.env.KAFKA_BROKERS.split(","),
+      logLevel: logLevel.NOTHING,
+    });
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({
+      topics: [{ topic }, { topic: deadLetterTopic }],
+      waitForLeaders: true,
+    });
+    const front = await startDaemon(stack, {
+      mirrors: [],
+      kafka: { topic, groupId: uniqueName("unused") },
+      forwardToKafka: true,
+    });
+    const worker = await startDaemon(stack, {
+      mirrors: [{ repository: repo, branches: ["main"], destination: `s3://${bucket}/` }],
+      kafka: { topic, groupId, deadLetterTopic },
+    });
+    const producer = kafka.producer();
+    await producer.connect();
+    const dead = kafka.consumer({ groupId: uniqueName("dead-reader") });
+    closers.push(async () => {
+      await dead.disconnect();
+      await producer.disconnect();
+      await front.daemon.close();
+      await worker.daemon.close();
+      await admin.disconnect();
+    });
+    const c1 = await commitObjects(stack, repo, "main", [
+      { path: "fwd.txt", content: "forwarded" },
+    ]);
+    const res = await postWebhook(front.url, commitEvent(repo, "main", c1), {
+      authorization: `Bearer ${stack.env.LAKEFSACTION_MIRROR_TOKEN}`,
+    });
+    assert.equal(res.status, 202);
+    assert.equal(((await res.json()) as { reason?: string }).reason, "forwarded to Kafka");
+    await waitForExported(worker.url, repo, "main", c1);
+    await equal(repo, c1, bucket, "");
+
+    await producer.send({ topic, messages: [{ key: `${repo}/main`, value: "garbage" }] });
+    await dead.connect();
+    await dead.subscribe({ topic: deadLetterTopic, fromBeginning: true });
+    const letter = await new Promise<{ value: string; error: string }>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error("nothing reached the dead-letter topic")),
+        30_000,
+      );
+      dead
+        .run({
+          eachMessage: ({ message }) => {
+            clearTimeout(timer);
+            resolve({
+              value: message.value?.toString() ?? "",
+              error: message.headers?.["lakefs-mirror-error"]?.toString() ?? "",
+            });
+            return Promise.resolve();
+          },
+        })
+        .catch(reject);
+    });
+    assert.equal(letter.value, "garbage");
+    assert.match(letter.error, /JSON/);
+  });
+
   it("answers each bad request with its status code and a reason, and records nothing", async () => {
     // A repository lakeFS does not have: the start-up reconcile finds nothing to schedule.
     const repo = uniqueName("bad");

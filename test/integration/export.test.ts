@@ -3,6 +3,8 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { SUCCESS_TEXT } from "../../src/export/status-file.ts";
+import { Exporter } from "../../src/export/exporter.ts";
+import { createS3Client } from "../../src/s3/client.ts";
 import { S3Destination } from "../../src/s3/destination.ts";
 import { verifyMirror } from "../../src/verify/verify.ts";
 import {
@@ -13,8 +15,10 @@ import {
   listKeys,
   makeExporter,
   readKey,
+  silentLogger,
   statusKeys,
 } from "../helpers/mirror.ts";
+import { startRefusingS3Proxy } from "../helpers/refusing-s3-proxy.ts";
 import type { SeedObject } from "../helpers/mirror.ts";
 import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
@@ -309,5 +313,41 @@ describe("exporter", () => {
     assert.match(head.ETag ?? "", /-3"$/);
     assert.deepEqual(head.Metadata, { k: "v" });
     assert.deepEqual(await readKey(stack, bucket, "p/big.bin"), big);
+  });
+
+  it("auto mode streams when the source bucket refuses server-side copies, and remembers it", async () => {
+    const repo = await createRepo(stack, "fallback");
+    const bucket = await createBucket(stack);
+    const objects = Array.from({ length: 5 }, (_, i) => ({
+      path: `f/${i}.txt`,
+      content: `object ${i}`,
+    }));
+    const commit = await commitObjects(stack, repo, "main", objects);
+    const proxy = await startRefusingS3Proxy(stack.env.AWS_ENDPOINT_URL);
+    const s3 = createS3Client({
+      endpoint: proxy.url,
+      region: stack.env.AWS_REGION,
+      maxAttempts: 1,
+      credentials: {
+        accessKeyId: stack.env.AWS_ACCESS_KEY_ID,
+        secretAccessKey: stack.env.AWS_SECRET_ACCESS_KEY,
+      },
+    });
+    try {
+      const result = await new Exporter({
+        lakefs: stack.lakefs,
+        repository: repo,
+        destination: new S3Destination(s3, { bucket, prefix: "" }),
+        logger: silentLogger,
+        concurrency: 1,
+      }).exportAllFromCommit(commit);
+      assert.equal(result.status, "SUCCESS");
+      assert.equal(result.streamedCopies, 5);
+      assert.equal(proxy.refused(), 1, "after the first refusal, no more copies are tried");
+      await assertMirrorEquals(repo, commit, bucket, "");
+    } finally {
+      s3.destroy();
+      await proxy.close();
+    }
   });
 });
