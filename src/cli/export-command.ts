@@ -1,12 +1,13 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { UsageError } from "../errors.ts";
-import type { ExportResult, ExportTask } from "../export/exporter.ts";
+import type { ExportResult } from "../export/exporter.ts";
 import { Exporter } from "../export/exporter.ts";
 import type { RoundRule } from "../export/rounds.ts";
 import { createLogger } from "../logger.ts";
 import { formatS3Uri, parseS3Uri } from "../s3/uri.ts";
 import { createClients } from "./context.ts";
+import type { Clients } from "./context.ts";
 import type { CliIo } from "./main.ts";
 import { TerminalProgress } from "./progress.ts";
 
@@ -96,9 +97,7 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
     concurrency: config.export.concurrency,
     copyMode: config.export.copyMode,
     rounds: [...config.export.rounds],
-    ...(progress
-      ? { onProgress: (p) => progress.update(p), onListed: (n) => progress.setTotal(n) }
-      : {}),
+    ...(progress ? { onProgress: (p) => progress.update(p) } : {}),
   });
   const signal = io.signal;
   try {
@@ -119,7 +118,13 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
       );
       return 0;
     }
-    progress?.start();
+    if (progress) {
+      progress.start();
+      // Only for the terminal's ETA: count the same listing or diff alongside the export.
+      countTasks(exporter, clients.lakefs, repository, { branch, commit, prev }, signal)
+        .then((n) => progress.setTotal(n))
+        .catch(() => undefined);
+    }
     let result: ExportResult;
     if (commit) result = await exporter.exportAllFromCommit(commit, signal);
     else if (prev) result = await exporter.exportFrom(branch ?? "", prev, signal);
@@ -140,27 +145,46 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
   }
 }
 
-async function dryRun(
+type Mode = { branch?: string | undefined; commit?: string | undefined; prev?: string | undefined };
+
+/** The commit a mode exports and the task stream it runs, as the exporter would resolve them. */
+async function planTasks(
   exporter: Exporter,
-  lakefs: ReturnType<typeof createClients>["lakefs"],
+  lakefs: Clients["lakefs"],
   repository: string,
-  mode: { branch?: string | undefined; commit?: string | undefined; prev?: string | undefined },
+  mode: Mode,
   signal?: AbortSignal,
 ) {
-  let commitId: string;
-  let tasks: AsyncIterable<ExportTask>;
   if (mode.commit) {
-    commitId = (await lakefs.getCommit(repository, mode.commit, signal)).id;
-    tasks = exporter.listingTasks(commitId, signal);
-  } else {
-    commitId = (await lakefs.getBranch(repository, mode.branch ?? "", signal)).commit_id;
-    if (mode.prev) {
-      const prevId = (await lakefs.getCommit(repository, mode.prev, signal)).id;
-      tasks = exporter.diffTasks(prevId, commitId, signal);
-    } else {
-      tasks = exporter.listingTasks(commitId, signal);
-    }
+    const commitId = (await lakefs.getCommit(repository, mode.commit, signal)).id;
+    return { commitId, tasks: exporter.listingTasks(commitId, signal) };
   }
+  const commitId = (await lakefs.getBranch(repository, mode.branch ?? "", signal)).commit_id;
+  if (!mode.prev) return { commitId, tasks: exporter.listingTasks(commitId, signal) };
+  const prevId = (await lakefs.getCommit(repository, mode.prev, signal)).id;
+  return { commitId, tasks: exporter.diffTasks(prevId, commitId, signal) };
+}
+
+async function countTasks(
+  exporter: Exporter,
+  lakefs: Clients["lakefs"],
+  repository: string,
+  mode: Mode,
+  signal?: AbortSignal,
+) {
+  let n = 0;
+  for await (const _ of (await planTasks(exporter, lakefs, repository, mode, signal)).tasks) n++;
+  return n;
+}
+
+async function dryRun(
+  exporter: Exporter,
+  lakefs: Clients["lakefs"],
+  repository: string,
+  mode: Mode,
+  signal?: AbortSignal,
+) {
+  const { commitId, tasks } = await planTasks(exporter, lakefs, repository, mode, signal);
   const counts: Record<string, number> = {};
   const rounds: Record<string, number> = {};
   const sample: Record<string, string[]> = {};

@@ -16,8 +16,8 @@ function duration(seconds: number): string {
 }
 
 /**
- * One redrawn line on a terminal: objects, bytes, rate and, once the listing has been read to
- * its end (lakeFS has no count call), an ETA.
+ * One redrawn line on a terminal: objects, bytes, rate and an ETA once the number of objects is
+ * known (lakeFS has no count call: a second, counting pass over the listing supplies it).
  */
 export class TerminalProgress {
   readonly #out: Writable;
@@ -39,13 +39,15 @@ export class TerminalProgress {
     this.#last = p;
   }
 
-  /** The number of tasks, known once the listing or diff has been read through. */
+  /** The number of objects to copy or delete, from the counting pass. */
   setTotal(total: number): void {
     this.#total = total;
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
+    if (!this.#timer) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
     this.#draw();
     this.#out.write("\n");
   }
@@ -57,7 +59,9 @@ export class TerminalProgress {
     const done = p.copied + p.deleted + p.failed;
     const rate = done / Math.max(secs, 0.001);
     const eta =
-      this.#total === undefined ? "listing…" : `ETA ${duration((this.#total - done) / rate)}`;
+      this.#total === undefined
+        ? "counting…"
+        : `${done}/${this.#total}, ETA ${duration((this.#total - done) / rate)}`;
     this.#out.write(
       `\r${p.copied} copied, ${p.deleted} deleted, ${p.failed} failed, ${mb(p.bytes)} MB, ` +
         `${rate.toFixed(0)} obj/s, ${mb(p.bytes / Math.max(secs, 0.001))} MB/s, ${eta}   `,

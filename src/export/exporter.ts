@@ -54,8 +54,6 @@ export interface ExporterOptions {
   rounds?: RoundRule[];
   retry?: Partial<RetryPolicy>;
   onProgress?: (progress: Readonly<ExportProgress>) => void;
-  /** Called once the listing or diff has been read to its end, with the number of tasks. */
-  onListed?: (tasks: number) => void;
 }
 
 const DELETE_BATCH = 1000;
@@ -201,10 +199,8 @@ export class Exporter {
 
     // Round 0 runs while the listing streams; later rounds wait, holding only their paths.
     const first = this.#rounds.order[0] ?? 0;
-    let listed = 0;
     for await (const task of tasks) {
       if (signal?.aborted) break;
-      listed++;
       const round = this.#rounds.of(task.path);
       if (round === first) {
         await runTask(task);
@@ -214,7 +210,6 @@ export class Exporter {
         list.push(task);
       }
     }
-    this.#o.onListed?.(listed);
     await flushDeletes();
     await pool.drain();
     for (const round of this.#rounds.order.slice(1)) {
