@@ -4,12 +4,14 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
 } from "@aws-sdk/client-s3";
+import assert from "node:assert/strict";
 import pino from "pino";
 import { Exporter } from "../../src/export/exporter.ts";
 import type { ExporterOptions } from "../../src/export/exporter.ts";
 import { S3Destination } from "../../src/s3/destination.ts";
 import type { TransferSizes } from "../../src/s3/destination.ts";
 import { parsePhysicalAddress } from "../../src/s3/uri.ts";
+import { verifyMirror } from "../../src/verify/verify.ts";
 import type { Stack } from "./stack.ts";
 
 export const silentLogger = pino({ level: "silent" });
@@ -114,4 +116,23 @@ export async function destroyPhysicalObject(
 
 export function statusKeys(keys: Iterable<string>): string[] {
   return [...keys].filter((k) => /^EXPORT_.*_(SUCCESS|FAILURE)$/.test(k));
+}
+
+/** Asserts, with lakefs-mirror's own verify, that a mirror equals a commit; returns the commit ID. */
+export async function assertMirrorEqual(
+  stack: Stack,
+  repo: string,
+  ref: string,
+  bucket: string,
+  prefix = "",
+): Promise<string> {
+  const r = await verifyMirror({
+    lakefs: stack.lakefs,
+    s3: stack.s3,
+    repository: repo,
+    ref,
+    destination: new S3Destination(stack.s3, { bucket, prefix }),
+  });
+  assert.deepEqual(r.differences, []);
+  return r.commitId;
 }

@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Kafka, logLevel } from "kafkajs";
-import { S3Destination } from "../../src/s3/destination.ts";
-import { verifyMirror } from "../../src/verify/verify.ts";
 import {
   actionFor,
   commitEvent,
@@ -12,7 +10,7 @@ import {
   waitFor,
   waitForExported,
 } from "../helpers/daemon.ts";
-import { commitObjects, listKeys } from "../helpers/mirror.ts";
+import { assertMirrorEqual, commitObjects, listKeys } from "../helpers/mirror.ts";
 import { connectStack, createBucket, createRepo, uniqueName } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
 
@@ -26,17 +24,6 @@ describe("daemon intake", () => {
     for (const c of closers.reverse()) await c();
     await stack.close();
   });
-
-  async function equal(repo: string, ref: string, bucket: string, prefix: string) {
-    const r = await verifyMirror({
-      lakefs: stack.lakefs,
-      s3: stack.s3,
-      repository: repo,
-      ref,
-      destination: new S3Destination(stack.s3, { bucket, prefix }),
-    });
-    assert.deepEqual(r.differences, []);
-  }
 
   it("a real lakeFS action calling the daemon keeps the mirror equal through commits and merges", async () => {
     const repo = await createRepo(stack, "action");
@@ -61,14 +48,14 @@ describe("daemon intake", () => {
     const lane = await waitForExported(url, repo, "main", c2);
     assert.equal(lane.commitsBehind, 0);
     assert.equal(lane.lagSeconds, 0);
-    await equal(repo, c2, bucket, `${repo}/main/`);
+    await assertMirrorEqual(stack, repo, c2, bucket, `${repo}/main/`);
 
     // A merge fires post-merge.
     await stack.lakefs.createBranch(repo, "dev", "main");
     await commitObjects(stack, repo, "dev", [{ path: "data/b.csv", content: "b" }], ["data/a.csv"]);
     const merged = await stack.lakefs.merge(repo, "dev", "main", "merge dev");
     await waitForExported(url, repo, "main", merged);
-    await equal(repo, merged, bucket, `${repo}/main/`);
+    await assertMirrorEqual(stack, repo, merged, bucket, `${repo}/main/`);
     const keys = await listKeys(stack, bucket, `${repo}/main/`);
     assert.equal(keys.has("data/a.csv"), false);
     assert.equal(keys.has("data/b.csv"), true);
@@ -104,7 +91,7 @@ describe("daemon intake", () => {
     assert.deepEqual(new Set(answers.map((r) => r.status)), new Set([202]));
     const head = commits.at(-1)!;
     await waitForExported(url, repo, "main", head);
-    await equal(repo, head, bucket, "");
+    await assertMirrorEqual(stack, repo, head, bucket, "");
     t.diagnostic(`50 commits, ${exports} exports`);
     assert.ok(exports <= 3, `50 commits took ${exports} exports`);
     assert.ok(exports >= 1);
@@ -143,7 +130,7 @@ describe("daemon intake", () => {
       ],
     });
     await waitForExported(url, repo, "main", c1);
-    await equal(repo, c1, bucket, "k/");
+    await assertMirrorEqual(stack, repo, c1, bucket, "k/");
     const offsets = await waitFor("the offset commit", async () => {
       const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
       const committed = t?.partitions[0]?.offset;
@@ -196,7 +183,7 @@ describe("daemon intake", () => {
     assert.equal(res.status, 202);
     assert.equal(((await res.json()) as { reason?: string }).reason, "forwarded to Kafka");
     await waitForExported(worker.url, repo, "main", c1);
-    await equal(repo, c1, bucket, "");
+    await assertMirrorEqual(stack, repo, c1, bucket, "");
 
     await producer.send({ topic, messages: [{ key: `${repo}/main`, value: "garbage" }] });
     await dead.connect();

@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { TaskPool } from "../../src/export/pool.ts";
-import { S3Destination } from "../../src/s3/destination.ts";
-import { verifyMirror } from "../../src/verify/verify.ts";
 import {
   commitEvent,
   laneStatus,
@@ -13,7 +11,7 @@ import {
   waitForExported,
   writeDaemonConfig,
 } from "../helpers/daemon.ts";
-import { commitObjects, listKeys, statusKeys } from "../helpers/mirror.ts";
+import { assertMirrorEqual, commitObjects, listKeys, statusKeys } from "../helpers/mirror.ts";
 import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
 
@@ -29,17 +27,6 @@ describe("daemon recovery", () => {
   });
 
   const auth = () => ({ authorization: `Bearer ${stack.env.LAKEFSACTION_MIRROR_TOKEN}` });
-
-  async function assertEqual(repo: string, ref: string, bucket: string, prefix = "") {
-    const r = await verifyMirror({
-      lakefs: stack.lakefs,
-      s3: stack.s3,
-      repository: repo,
-      ref,
-      destination: new S3Destination(stack.s3, { bucket, prefix }),
-    });
-    assert.deepEqual(r.differences, []);
-  }
 
   /** A commit of many small objects, so that exporting it one at a time takes seconds. */
   async function bigCommit(repo: string, count: number): Promise<string> {
@@ -76,13 +63,13 @@ describe("daemon recovery", () => {
       ["old.txt"],
     );
     await waitForExported(url, repo, "main", c2);
-    await assertEqual(repo, c2, bucket);
+    await assertMirrorEqual(stack, repo, c2, bucket);
 
     // A hard reset fires no hook at all.
     await stack.lakefs.hardReset(repo, "main", c1);
     const lane = await waitForExported(url, repo, "main", c1);
     assert.equal(lane.commitsBehind, 0);
-    await assertEqual(repo, c1, bucket);
+    await assertMirrorEqual(stack, repo, c1, bucket);
     const keys = await listKeys(stack, bucket);
     assert.equal(keys.has("new.txt"), false, "objects added after the reset commit are deleted");
     assert.equal(keys.has("old.txt"), true);
@@ -117,7 +104,7 @@ describe("daemon recovery", () => {
     closers.push(() => Promise.resolve(second.child.kill("SIGKILL")));
     const url2 = await second.url;
     await waitForExported(url2, repo, "main", head, 120_000);
-    await assertEqual(repo, head, bucket);
+    await assertMirrorEqual(stack, repo, head, bucket);
     assert.equal(
       statusKeys((await listKeys(stack, bucket)).keys()).filter((k) => k.includes(head)).length,
       1,
@@ -156,7 +143,7 @@ describe("daemon recovery", () => {
       1,
       proc.output(),
     );
-    await assertEqual(repo, head, bucket);
+    await assertMirrorEqual(stack, repo, head, bucket);
   });
 
   it("a new checkpoint store resumes from the destination's SUCCESS status file instead of copying everything", async () => {
@@ -176,7 +163,7 @@ describe("daemon recovery", () => {
     const two = await startDaemon(stack, { mirrors });
     closers.push(() => two.daemon.close());
     await waitForExported(two.url, repo, "main", c2);
-    await assertEqual(repo, c2, bucket);
+    await assertMirrorEqual(stack, repo, c2, bucket);
     const metrics = await (await fetch(`${two.url}/metrics`)).text();
     assert.match(metrics, /^lakefs_mirror_objects_total\{op="copied"\} 1$/m);
   });
@@ -200,7 +187,7 @@ describe("daemon recovery", () => {
     );
     assert.equal(created.status, 202);
     await waitForExported(url, repo, "feature-1", head);
-    await assertEqual(repo, head, bucket, "feature-1/");
+    await assertMirrorEqual(stack, repo, head, bucket, "feature-1/");
 
     await stack.lakefs.deleteBranch(repo, "feature-1");
     const deleted = await postWebhook(

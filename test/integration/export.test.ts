@@ -8,6 +8,7 @@ import { createS3Client } from "../../src/s3/client.ts";
 import { S3Destination } from "../../src/s3/destination.ts";
 import { verifyMirror } from "../../src/verify/verify.ts";
 import {
+  assertMirrorEqual,
   commitObjects,
   commitPaths,
   destroyPhysicalObject,
@@ -50,20 +51,13 @@ describe("exporter", () => {
   });
 
   async function assertMirrorEquals(repo: string, ref: string, bucket: string, prefix: string) {
-    const result = await verifyMirror({
-      lakefs: stack.lakefs,
-      s3: stack.s3,
-      repository: repo,
-      ref,
-      destination: new S3Destination(stack.s3, { bucket, prefix }),
-    });
-    assert.deepEqual(result.differences, []);
+    const commitId = await assertMirrorEqual(stack, repo, ref, bucket, prefix);
     // And an independent listing of both sides agrees on paths and sizes.
     const mirrored = await listKeys(stack, bucket, prefix);
     for (const k of statusKeys(mirrored.keys())) mirrored.delete(k);
     assert.deepEqual(
       [...mirrored.entries()].sort(),
-      [...(await commitPaths(stack, repo, result.commitId)).entries()].sort(),
+      [...(await commitPaths(stack, repo, commitId)).entries()].sort(),
     );
   }
 
