@@ -26,27 +26,41 @@ export interface LaneSyncDeps {
   logger: Logger;
 }
 
-/** How far a lane is behind its branch: commits between the last export and HEAD, and age. */
+/** Commits walked back from HEAD looking for the last exported one before giving up. */
+const LAG_SCAN_LIMIT = 1000;
+
+/**
+ * How far a lane is behind its branch: the commits from HEAD back to the last exported one, and
+ * the age of the oldest of them. When the last exported commit is not among HEAD's ancestors (a
+ * hard reset, or a lane that never exported), the branch counts as one move behind, with no age
+ * to report: a reset's time is not recorded anywhere in lakeFS.
+ */
 export async function measureLag(
   lakefs: LakefsClient,
   lane: Lane,
   headCommit: string,
   signal?: AbortSignal,
-): Promise<{ commitsBehind: number; lagSeconds: number; covered: number }> {
-  if (lane.lastExportedCommit === headCommit)
-    return { commitsBehind: 0, lagSeconds: 0, covered: 0 };
+): Promise<{ commitsBehind: number; lagSeconds: number }> {
+  if (lane.lastExportedCommit === headCommit) return { commitsBehind: 0, lagSeconds: 0 };
   let behind = 0;
   let oldest: number | undefined;
-  const limit = 10_000;
-  outer: for await (const page of lakefs.logCommits(lane.repository, headCommit, signal)) {
-    for (const c of page) {
-      if (c.id === lane.lastExportedCommit || behind >= limit) break outer;
-      behind++;
-      oldest = c.creation_date;
+  if (lane.lastExportedCommit) {
+    for await (const page of lakefs.logCommits(lane.repository, headCommit, signal)) {
+      for (const c of page) {
+        if (c.id === lane.lastExportedCommit) {
+          return {
+            commitsBehind: behind,
+            lagSeconds: Math.max(0, Date.now() / 1000 - (oldest ?? c.creation_date)),
+          };
+        }
+        behind++;
+        oldest = c.creation_date;
+        if (behind >= LAG_SCAN_LIMIT)
+          return { commitsBehind: behind, lagSeconds: Date.now() / 1000 - oldest };
+      }
     }
   }
-  const lagSeconds = oldest === undefined ? 0 : Math.max(0, Date.now() / 1000 - oldest);
-  return { commitsBehind: behind, lagSeconds, covered: behind };
+  return { commitsBehind: 1, lagSeconds: 0 };
 }
 
 /** The newest SUCCESS status file at the destination root whose commit lakeFS still has. */
