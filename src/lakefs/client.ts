@@ -1,26 +1,9 @@
 import type { Readable } from "node:stream";
 import type { Logger } from "pino";
-import { Agent, request } from "undici";
-import type { Dispatcher } from "undici";
-import {
-  LakefsAuthError,
-  LakefsHttpError,
-  LakefsNotFoundError,
-  LakefsUnreachableError,
-  SourceObjectError,
-  errorMessage,
-} from "../errors.ts";
-import { withRetry } from "../retry.ts";
+import { LakefsHttpError, LakefsNotFoundError, SourceObjectError } from "../errors.ts";
 import type { RetryPolicy } from "../retry.ts";
-import type {
-  Commit,
-  CommitCreation,
-  DiffEntry,
-  ObjectStats,
-  Page,
-  Ref,
-  Repository,
-} from "./types.ts";
+import { LakefsTransport } from "./transport.ts";
+import type { Commit, CommitCreation, DiffEntry, ObjectStats, Ref, Repository } from "./types.ts";
 
 export interface LakefsClientOptions {
   endpoint: string;
@@ -34,27 +17,10 @@ export interface LakefsClientOptions {
   pageSize?: number | undefined;
 }
 
-type NotFoundKind = LakefsNotFoundError["what"];
-
-interface CallOptions {
-  method?: Dispatcher.HttpMethod;
-  query?: Record<string, string | number | boolean | undefined>;
-  body?: unknown;
-  rawBody?: Buffer | Readable;
-  headers?: Record<string, string>;
-  notFound?: NotFoundKind;
-  signal?: AbortSignal | undefined;
-  /** Writes are not idempotent in general: only reads retry. */
-  retry?: boolean;
-}
-
 export interface ObjectBody {
   body: Readable;
   contentLength: number | undefined;
 }
-
-/** lakeFS's API root. The S3 gateway answers on the same address under other paths. */
-const API_PREFIX = "/api/v1";
 
 const seg = encodeURIComponent;
 
@@ -64,39 +30,31 @@ const seg = encodeURIComponent;
  * reads take commit IDs: a branch name would include uncommitted (staged) data.
  */
 export class LakefsClient {
-  readonly endpoint: string;
-  readonly #auth: string;
-  readonly #agent: Agent;
-  readonly #logger: Logger | undefined;
-  readonly #retry: Partial<RetryPolicy> | undefined;
-  readonly #pageSize: number;
+  readonly #http: LakefsTransport;
 
   constructor(options: LakefsClientOptions) {
-    this.endpoint = options.endpoint.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
-    this.#auth =
-      "Basic " +
-      Buffer.from(`${options.accessKeyId}:${options.secretAccessKey}`).toString("base64");
-    this.#agent = new Agent({ keepAliveTimeout: 30_000, connections: options.connections ?? 64 });
-    this.#logger = options.logger;
-    this.#retry = options.retry;
-    this.#pageSize = Math.min(options.pageSize ?? 1000, 1000);
+    this.#http = new LakefsTransport(options);
   }
 
-  async close(): Promise<void> {
-    await this.#agent.close();
+  get endpoint(): string {
+    return this.#http.endpoint;
+  }
+
+  close(): Promise<void> {
+    return this.#http.close();
   }
 
   /** 204 without credentials when lakeFS is up. */
   async healthcheck(signal?: AbortSignal): Promise<void> {
-    await this.#call("/healthcheck", { signal });
+    await this.#http.call("/healthcheck", { signal });
   }
 
   getRepository(repo: string, signal?: AbortSignal): Promise<Repository> {
-    return this.#json(`/repositories/${seg(repo)}`, { notFound: "repository", signal });
+    return this.#http.json(`/repositories/${seg(repo)}`, { notFound: "repository", signal });
   }
 
   getBranch(repo: string, branch: string, signal?: AbortSignal): Promise<Ref> {
-    return this.#json(`/repositories/${seg(repo)}/branches/${seg(branch)}`, {
+    return this.#http.json(`/repositories/${seg(repo)}/branches/${seg(branch)}`, {
       notFound: "branch",
       signal,
     });
@@ -104,14 +62,14 @@ export class LakefsClient {
 
   /** Branches of a repository, a page at a time. */
   listBranches(repo: string, signal?: AbortSignal): AsyncGenerator<Ref[]> {
-    return this.#pages<Ref>(`/repositories/${seg(repo)}/branches`, {
+    return this.#http.pages<Ref>(`/repositories/${seg(repo)}/branches`, {
       notFound: "repository",
       signal,
     });
   }
 
   getCommit(repo: string, commitId: string, signal?: AbortSignal): Promise<Commit> {
-    return this.#json(`/repositories/${seg(repo)}/commits/${seg(commitId)}`, {
+    return this.#http.json(`/repositories/${seg(repo)}/commits/${seg(commitId)}`, {
       notFound: "commit",
       signal,
     });
@@ -119,7 +77,7 @@ export class LakefsClient {
 
   /** Commits reachable from `ref`, newest first, one page per iteration. */
   logCommits(repo: string, ref: string, signal?: AbortSignal): AsyncGenerator<Commit[]> {
-    return this.#pages<Commit>(`/repositories/${seg(repo)}/refs/${seg(ref)}/commits`, {
+    return this.#http.pages<Commit>(`/repositories/${seg(repo)}/refs/${seg(ref)}/commits`, {
       notFound: "ref",
       signal,
     });
@@ -136,7 +94,7 @@ export class LakefsClient {
     right: string,
     signal?: AbortSignal,
   ): AsyncGenerator<DiffEntry[]> {
-    return this.#pages<DiffEntry>(
+    return this.#http.pages<DiffEntry>(
       `/repositories/${seg(repo)}/refs/${seg(left)}/diff/${seg(right)}`,
       {
         query: { type: "two_dot" },
@@ -153,7 +111,7 @@ export class LakefsClient {
     prefix = "",
     signal?: AbortSignal,
   ): AsyncGenerator<ObjectStats[]> {
-    return this.#pages<ObjectStats>(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects/ls`, {
+    return this.#http.pages<ObjectStats>(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects/ls`, {
       query: { prefix: prefix || undefined, user_metadata: true },
       notFound: "ref",
       signal,
@@ -161,7 +119,7 @@ export class LakefsClient {
   }
 
   statObject(repo: string, ref: string, path: string, signal?: AbortSignal): Promise<ObjectStats> {
-    return this.#json(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects/stat`, {
+    return this.#http.json(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects/stat`, {
       query: { path, user_metadata: true },
       notFound: "object",
       signal,
@@ -176,7 +134,7 @@ export class LakefsClient {
     signal?: AbortSignal,
   ): Promise<ObjectBody> {
     try {
-      const res = await this.#call(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects`, {
+      const res = await this.#http.call(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects`, {
         query: { path },
         notFound: "object",
         signal,
@@ -203,18 +161,21 @@ export class LakefsClient {
     storageNamespace: string,
     defaultBranch = "main",
   ): Promise<Repository> {
-    return this.#json("/repositories", {
+    return this.#http.json("/repositories", {
       method: "POST",
       body: { name, storage_namespace: storageNamespace, default_branch: defaultBranch },
     });
   }
 
   async deleteRepository(repo: string): Promise<void> {
-    await this.#call(`/repositories/${seg(repo)}`, { method: "DELETE", notFound: "repository" });
+    await this.#http.call(`/repositories/${seg(repo)}`, {
+      method: "DELETE",
+      notFound: "repository",
+    });
   }
 
   async createBranch(repo: string, name: string, source: string): Promise<void> {
-    await this.#call(`/repositories/${seg(repo)}/branches`, {
+    await this.#http.call(`/repositories/${seg(repo)}/branches`, {
       method: "POST",
       body: { name, source },
       notFound: "ref",
@@ -222,7 +183,7 @@ export class LakefsClient {
   }
 
   async deleteBranch(repo: string, branch: string): Promise<void> {
-    await this.#call(`/repositories/${seg(repo)}/branches/${seg(branch)}`, {
+    await this.#http.call(`/repositories/${seg(repo)}/branches/${seg(branch)}`, {
       method: "DELETE",
       notFound: "branch",
     });
@@ -240,7 +201,7 @@ export class LakefsClient {
       "content-type": options.contentType ?? "application/octet-stream",
     };
     for (const [k, v] of Object.entries(options.metadata ?? {})) headers[`x-lakefs-meta-${k}`] = v;
-    return this.#json(`/repositories/${seg(repo)}/branches/${seg(branch)}/objects`, {
+    return this.#http.json(`/repositories/${seg(repo)}/branches/${seg(branch)}/objects`, {
       method: "POST",
       query: { path },
       rawBody: typeof content === "string" ? Buffer.from(content) : content,
@@ -250,7 +211,7 @@ export class LakefsClient {
   }
 
   async deleteObject(repo: string, branch: string, path: string): Promise<void> {
-    await this.#call(`/repositories/${seg(repo)}/branches/${seg(branch)}/objects`, {
+    await this.#http.call(`/repositories/${seg(repo)}/branches/${seg(branch)}/objects`, {
       method: "DELETE",
       query: { path },
       notFound: "object",
@@ -258,7 +219,7 @@ export class LakefsClient {
   }
 
   commit(repo: string, branch: string, creation: CommitCreation): Promise<Commit> {
-    return this.#json(`/repositories/${seg(repo)}/branches/${seg(branch)}/commits`, {
+    return this.#http.json(`/repositories/${seg(repo)}/branches/${seg(branch)}/commits`, {
       method: "POST",
       body: creation,
       notFound: "branch",
@@ -271,7 +232,7 @@ export class LakefsClient {
     destination: string,
     message?: string,
   ): Promise<string> {
-    const res = await this.#json<{ reference: string }>(
+    const res = await this.#http.json<{ reference: string }>(
       `/repositories/${seg(repo)}/refs/${seg(source)}/merge/${seg(destination)}`,
       { method: "POST", body: message ? { message } : {}, notFound: "ref" },
     );
@@ -279,107 +240,10 @@ export class LakefsClient {
   }
 
   async hardReset(repo: string, branch: string, ref: string): Promise<void> {
-    await this.#call(`/repositories/${seg(repo)}/branches/${seg(branch)}/hard_reset`, {
+    await this.#http.call(`/repositories/${seg(repo)}/branches/${seg(branch)}/hard_reset`, {
       method: "PUT",
       query: { ref, force: false },
       notFound: "ref",
     });
-  }
-
-  // --- plumbing ---------------------------------------------------------------------------
-
-  async *#pages<T>(path: string, options: CallOptions): AsyncGenerator<T[]> {
-    let after = "";
-    for (;;) {
-      const page = await this.#json<Page<T>>(path, {
-        ...options,
-        query: { ...options.query, amount: this.#pageSize, after: after || undefined },
-      });
-      yield page.results;
-      if (!page.pagination.has_more) return;
-      after = page.pagination.next_offset;
-    }
-  }
-
-  async #json<T>(path: string, options: CallOptions): Promise<T> {
-    const res = await this.#call(path, options);
-    return (await res.body.json()) as T;
-  }
-
-  async #call(path: string, options: CallOptions): Promise<Dispatcher.ResponseData> {
-    const method = options.method ?? "GET";
-    const url = new URL(this.endpoint + API_PREFIX + path);
-    for (const [k, v] of Object.entries(options.query ?? {})) {
-      if (v !== undefined) url.searchParams.set(k, String(v));
-    }
-    const what = `${method} ${API_PREFIX}${path}`;
-    const once = async (): Promise<Dispatcher.ResponseData> => {
-      const headers: Record<string, string> = { authorization: this.#auth, ...options.headers };
-      let body: string | Buffer | Readable | undefined;
-      if (options.body !== undefined) {
-        headers["content-type"] = "application/json";
-        body = JSON.stringify(options.body);
-      } else {
-        body = options.rawBody;
-      }
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await request(url, {
-          method,
-          headers,
-          body,
-          dispatcher: this.#agent,
-          signal: options.signal,
-        });
-      } catch (err) {
-        if (options.signal?.aborted) throw err;
-        throw new LakefsUnreachableError(
-          `lakeFS at ${this.endpoint} unreachable (${what}): ${errorMessage(err)}`,
-          {
-            cause: err,
-          },
-        );
-      }
-      if (res.statusCode < 300) return res;
-      throw await this.#httpError(res, what, options.notFound);
-    };
-    if (options.retry === false || method !== "GET") return once();
-    return withRetry(once, {
-      operation: what,
-      logger: this.#logger,
-      signal: options.signal,
-      ...(this.#retry ? { policy: this.#retry } : {}),
-    });
-  }
-
-  async #httpError(
-    res: Dispatcher.ResponseData,
-    what: string,
-    notFound?: NotFoundKind,
-  ): Promise<Error> {
-    let reason = "";
-    try {
-      const text = await res.body.text();
-      try {
-        reason = (JSON.parse(text) as { message?: string }).message ?? text;
-      } catch {
-        reason = text;
-      }
-    } catch {
-      // The body is only there to enrich the message.
-    }
-    const detail = `${what}: ${res.statusCode}${reason ? ` ${reason.trim()}` : ""}`;
-    switch (res.statusCode) {
-      case 401:
-      case 403:
-        return new LakefsAuthError(`lakeFS rejected the credentials (${detail})`);
-      case 404:
-        return new LakefsNotFoundError(
-          `${notFound ?? "resource"} not found (${detail})`,
-          notFound ?? "resource",
-        );
-      default:
-        return new LakefsHttpError(`lakeFS request failed (${detail})`, res.statusCode);
-    }
   }
 }

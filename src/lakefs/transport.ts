@@ -1,0 +1,162 @@
+import type { Readable } from "node:stream";
+import type { Logger } from "pino";
+import { Agent, request } from "undici";
+import type { Dispatcher } from "undici";
+import {
+  LakefsAuthError,
+  LakefsHttpError,
+  LakefsNotFoundError,
+  LakefsUnreachableError,
+  errorMessage,
+} from "../errors.ts";
+import { withRetry } from "../retry.ts";
+import type { RetryPolicy } from "../retry.ts";
+import type { Page } from "./types.ts";
+
+export type NotFoundKind = LakefsNotFoundError["what"];
+
+export interface CallOptions {
+  method?: Dispatcher.HttpMethod;
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  rawBody?: Buffer | Readable;
+  headers?: Record<string, string>;
+  notFound?: NotFoundKind;
+  signal?: AbortSignal | undefined;
+  /** Writes are not idempotent in general: only reads retry. */
+  retry?: boolean;
+}
+
+/** lakeFS's API root. The S3 gateway answers on the same address under other paths. */
+const API_PREFIX = "/api/v1";
+
+/**
+ * HTTP to lakeFS's API: one keep-alive connection pool, Basic auth, retries for reads, paging,
+ * and lakeFS's error answers turned into coded errors.
+ */
+export class LakefsTransport {
+  readonly endpoint: string;
+  readonly #auth: string;
+  readonly #agent: Agent;
+  readonly #logger: Logger | undefined;
+  readonly #retry: Partial<RetryPolicy> | undefined;
+  readonly #pageSize: number;
+
+  constructor(options: {
+    endpoint: string;
+    accessKeyId: string;
+    secretAccessKey: string;
+    logger?: Logger | undefined;
+    retry?: Partial<RetryPolicy> | undefined;
+    connections?: number | undefined;
+    pageSize?: number | undefined;
+  }) {
+    this.endpoint = options.endpoint.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
+    this.#auth =
+      "Basic " +
+      Buffer.from(`${options.accessKeyId}:${options.secretAccessKey}`).toString("base64");
+    this.#agent = new Agent({ keepAliveTimeout: 30_000, connections: options.connections ?? 64 });
+    this.#logger = options.logger;
+    this.#retry = options.retry;
+    this.#pageSize = Math.min(options.pageSize ?? 1000, 1000);
+  }
+
+  async close(): Promise<void> {
+    await this.#agent.close();
+  }
+
+  async *pages<T>(path: string, options: CallOptions): AsyncGenerator<T[]> {
+    let after = "";
+    for (;;) {
+      const page = await this.json<Page<T>>(path, {
+        ...options,
+        query: { ...options.query, amount: this.#pageSize, after: after || undefined },
+      });
+      yield page.results;
+      if (!page.pagination.has_more) return;
+      after = page.pagination.next_offset;
+    }
+  }
+
+  async json<T>(path: string, options: CallOptions): Promise<T> {
+    const res = await this.call(path, options);
+    return (await res.body.json()) as T;
+  }
+
+  async call(path: string, options: CallOptions): Promise<Dispatcher.ResponseData> {
+    const method = options.method ?? "GET";
+    const url = new URL(this.endpoint + API_PREFIX + path);
+    for (const [k, v] of Object.entries(options.query ?? {})) {
+      if (v !== undefined) url.searchParams.set(k, String(v));
+    }
+    const what = `${method} ${API_PREFIX}${path}`;
+    const once = async (): Promise<Dispatcher.ResponseData> => {
+      const headers: Record<string, string> = { authorization: this.#auth, ...options.headers };
+      let body: string | Buffer | Readable | undefined;
+      if (options.body !== undefined) {
+        headers["content-type"] = "application/json";
+        body = JSON.stringify(options.body);
+      } else {
+        body = options.rawBody;
+      }
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(url, {
+          method,
+          headers,
+          body,
+          dispatcher: this.#agent,
+          signal: options.signal,
+        });
+      } catch (err) {
+        if (options.signal?.aborted) throw err;
+        throw new LakefsUnreachableError(
+          `lakeFS at ${this.endpoint} unreachable (${what}): ${errorMessage(err)}`,
+          {
+            cause: err,
+          },
+        );
+      }
+      if (res.statusCode < 300) return res;
+      throw await this.#httpError(res, what, options.notFound);
+    };
+    if (options.retry === false || method !== "GET") return once();
+    return withRetry(once, {
+      operation: what,
+      logger: this.#logger,
+      signal: options.signal,
+      ...(this.#retry ? { policy: this.#retry } : {}),
+    });
+  }
+
+  async #httpError(
+    res: Dispatcher.ResponseData,
+    what: string,
+    notFound?: NotFoundKind,
+  ): Promise<Error> {
+    let reason = "";
+    try {
+      const text = await res.body.text();
+      try {
+        reason = (JSON.parse(text) as { message?: string }).message ?? text;
+      } catch {
+        reason = text;
+      }
+    } catch {
+      // The body is only there to enrich the message.
+    }
+    const detail = `${what}: ${res.statusCode}${reason ? ` ${reason.trim()}` : ""}`;
+    switch (res.statusCode) {
+      case 401:
+      case 403:
+        return new LakefsAuthError(`lakeFS rejected the credentials (${detail})`);
+      case 404:
+        return new LakefsNotFoundError(
+          `${notFound ?? "resource"} not found (${detail})`,
+          notFound ?? "resource",
+        );
+      default:
+        return new LakefsHttpError(`lakeFS request failed (${detail})`, res.statusCode);
+    }
+  }
+}
