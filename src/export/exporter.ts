@@ -197,7 +197,7 @@ export class Exporter {
       await pool.submit(() => this.#copyOne(commitId, task, progress, fail, signal));
     };
 
-    // Round 0 runs while the listing streams; later rounds wait, holding only their paths.
+    // Round 0 runs while the listing streams; later-round tasks (few: _SUCCESS markers by default) wait in memory.
     const first = this.#rounds.order[0] ?? 0;
     for await (const task of tasks) {
       if (signal?.aborted) break;
