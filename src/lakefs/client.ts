@@ -1,21 +1,10 @@
 import type { Readable } from "node:stream";
-import type { Logger } from "pino";
 import { LakefsHttpError, LakefsNotFoundError, SourceObjectError } from "../errors.ts";
-import type { RetryPolicy } from "../retry.ts";
 import { LakefsTransport } from "./transport.ts";
+import type { LakefsClientOptions } from "./transport.ts";
 import type { Commit, CommitCreation, DiffEntry, ObjectStats, Ref, Repository } from "./types.ts";
 
-export interface LakefsClientOptions {
-  endpoint: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  logger?: Logger | undefined;
-  retry?: Partial<RetryPolicy> | undefined;
-  /** Keep-alive connections per origin. */
-  connections?: number | undefined;
-  /** Entries per page of every list call; lakeFS caps it at 1000. */
-  pageSize?: number | undefined;
-}
+export type { LakefsClientOptions } from "./transport.ts";
 
 export interface ObjectBody {
   body: Readable;

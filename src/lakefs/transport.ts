@@ -15,6 +15,18 @@ import type { Page } from "./types.ts";
 
 export type NotFoundKind = LakefsNotFoundError["what"];
 
+export interface LakefsClientOptions {
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  logger?: Logger | undefined;
+  retry?: Partial<RetryPolicy> | undefined;
+  /** Keep-alive connections per origin. */
+  connections?: number | undefined;
+  /** Entries per page of every list call; lakeFS caps it at 1000. */
+  pageSize?: number | undefined;
+}
+
 export interface CallOptions {
   method?: Dispatcher.HttpMethod;
   query?: Record<string, string | number | boolean | undefined>;
@@ -42,15 +54,7 @@ export class LakefsTransport {
   readonly #retry: Partial<RetryPolicy> | undefined;
   readonly #pageSize: number;
 
-  constructor(options: {
-    endpoint: string;
-    accessKeyId: string;
-    secretAccessKey: string;
-    logger?: Logger | undefined;
-    retry?: Partial<RetryPolicy> | undefined;
-    connections?: number | undefined;
-    pageSize?: number | undefined;
-  }) {
+  constructor(options: LakefsClientOptions) {
     this.endpoint = options.endpoint.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
     this.#auth =
       "Basic " +
