@@ -4,6 +4,7 @@ import { LakefsNotFoundError, MirrorError } from "../errors.ts";
 import { Exporter } from "../export/exporter.ts";
 import type { ExportResult } from "../export/exporter.ts";
 import { parseStatusFileName } from "../export/status-file.ts";
+import type { ParsedStatusFile } from "../export/status-file.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import type { S3Destination } from "../s3/destination.ts";
 import { parseS3Uri } from "../s3/uri.ts";
@@ -63,6 +64,21 @@ export async function measureLag(
   return { commitsBehind: 1, lagSeconds: 0 };
 }
 
+/** The status files at a destination's root, newest first. */
+async function statusFiles(
+  dest: S3Destination,
+  signal: AbortSignal,
+): Promise<(ParsedStatusFile & { path: string })[]> {
+  const files: (ParsedStatusFile & { path: string })[] = [];
+  for await (const page of dest.list("EXPORT_", signal)) {
+    for (const o of page) {
+      const parsed = parseStatusFileName(o.path);
+      if (parsed) files.push({ ...parsed, path: o.path });
+    }
+  }
+  return files.sort((a, b) => b.at.getTime() - a.at.getTime());
+}
+
 /** The newest SUCCESS status file at the destination root whose commit lakeFS still has. */
 async function commitFromStatusFiles(
   deps: LaneSyncDeps,
@@ -70,13 +86,7 @@ async function commitFromStatusFiles(
   dest: S3Destination,
   signal: AbortSignal,
 ): Promise<string | undefined> {
-  let newest: { commitId: string; at: Date } | undefined;
-  for await (const page of dest.list("EXPORT_", signal)) {
-    for (const o of page) {
-      const parsed = parseStatusFileName(o.path);
-      if (parsed?.status === "SUCCESS" && (!newest || parsed.at > newest.at)) newest = parsed;
-    }
-  }
+  const newest = (await statusFiles(dest, signal)).find((f) => f.status === "SUCCESS");
   if (!newest) return undefined;
   try {
     await deps.lakefs.getCommit(lane.repository, newest.commitId, signal);
@@ -94,15 +104,7 @@ async function pruneStatusFiles(
   signal: AbortSignal,
 ): Promise<void> {
   if (keep <= 0) return;
-  const files: { path: string; at: Date }[] = [];
-  for await (const page of dest.list("EXPORT_", signal)) {
-    for (const o of page) {
-      const parsed = parseStatusFileName(o.path);
-      if (parsed) files.push({ path: o.path, at: parsed.at });
-    }
-  }
-  files.sort((a, b) => b.at.getTime() - a.at.getTime());
-  const old = files.slice(keep).map((f) => f.path);
+  const old = (await statusFiles(dest, signal)).slice(keep).map((f) => f.path);
   for (let i = 0; i < old.length; i += 1000) await dest.deleteBatch(old.slice(i, i + 1000), signal);
 }
 
@@ -175,21 +177,21 @@ function syncLane(deps: LaneSyncDeps) {
       rounds: [...config.export.rounds],
     });
     let from = lane.lastExportedCommit;
-    if (from) {
-      try {
-        await lakefs.getCommit(lane.repository, from, signal);
-      } catch (err) {
-        if (!(err instanceof LakefsNotFoundError)) throw err;
-        deps.logger.warn(
-          { repository: lane.repository, branch: lane.branch, commit: from },
-          "last exported commit is gone from lakeFS; exporting the whole HEAD commit",
-        );
-        from = undefined;
-      }
+    let result: ExportResult;
+    try {
+      result = from
+        ? await exporter.exportDiff(from, head, signal)
+        : await exporter.exportAllFromCommit(head, signal);
+    } catch (err) {
+      if (!(from && err instanceof LakefsNotFoundError && err.what === "commit")) throw err;
+      // The last exported commit is gone from lakeFS (garbage-collected history).
+      deps.logger.warn(
+        { repository: lane.repository, branch: lane.branch, commit: from },
+        "last exported commit is gone from lakeFS; exporting the whole HEAD commit",
+      );
+      from = undefined;
+      result = await exporter.exportAllFromCommit(head, signal);
     }
-    const result: ExportResult = from
-      ? await exporter.exportDiff(from, head, signal)
-      : await exporter.exportAllFromCommit(head, signal);
     metrics.export(lane, result);
     const line = {
       repository: lane.repository,

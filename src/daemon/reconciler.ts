@@ -65,11 +65,8 @@ export class Reconciler {
               seen.add(lane.id);
               lane.lastExportedCommit ??= (await checkpoint.get(lane.id))?.lastExportedCommit;
               lane.headCommit = ref.commit_id;
-              if (
-                lane.lastExportedCommit !== ref.commit_id &&
-                lane.state !== "exporting" &&
-                lane.state !== "queued"
-              ) {
+              if (lane.lastExportedCommit !== ref.commit_id) {
+                // A busy lane coalesces this into one more run after the current export.
                 scheduler.notify(lane);
                 metrics.intake("reconciler", "accepted");
                 scheduled++;

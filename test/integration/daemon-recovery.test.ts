@@ -75,6 +75,26 @@ describe("daemon recovery", () => {
     assert.equal(keys.has("old.txt"), true);
   });
 
+  it("keeps only the newest status.keep status files at a destination", async () => {
+    const repo = await createRepo(stack, "keep");
+    const bucket = await createBucket(stack);
+    const { daemon, url } = await startDaemon(stack, {
+      mirrors: [{ repository: repo, branches: ["main"], destination: `s3://${bucket}/` }],
+      reconcileIntervalSeconds: 1,
+      extra: { status: { keep: 2 } },
+    });
+    closers.push(() => daemon.close());
+    let head = "";
+    for (let i = 0; i < 4; i++) {
+      head = await commitObjects(stack, repo, "main", [{ path: `k${i}.txt`, content: `${i}` }]);
+      await waitForExported(url, repo, "main", head);
+    }
+    const statuses = statusKeys((await listKeys(stack, bucket)).keys()).sort();
+    assert.equal(statuses.length, 2, statuses.join("\n"));
+    assert.ok(statuses.some((k) => k.startsWith(`EXPORT_${head}_`) && k.endsWith("_SUCCESS")));
+    await assertMirrorEqual(stack, repo, head, bucket);
+  });
+
   it("kill -9 during a large export, then a restart, converges with nothing missing", async () => {
     const repo = await createRepo(stack, "kill");
     const bucket = await createBucket(stack);
