@@ -5,7 +5,12 @@ import { copyModes } from "./export/copier.ts";
 import type { RoundRule } from "./export/rounds.ts";
 import { defaultRoundRules, Rounds } from "./export/rounds.ts";
 import { defaultTransferSizes } from "./s3/destination.ts";
-import { parseS3Uri } from "./s3/uri.ts";
+import { parseDeleteLimit } from "./export/reconcile.ts";
+import { defaultRetryPolicy } from "./retry.ts";
+import type { RetryPolicy } from "./retry.ts";
+import { defaultS3Timeouts } from "./s3/client.ts";
+import { defaultLakefsTimeouts } from "./lakefs/transport.ts";
+import { formatS3Uri, parseS3Uri } from "./s3/uri.ts";
 
 /** The configuration's shape and its convict schema: keys, defaults, env variables, formats. */
 
@@ -15,10 +20,23 @@ export interface MirrorSpec {
   branches: string[];
   /** `s3://bucket/prefix/`, may use `{repository}` and `{branch}`. */
   destination: string;
+  /**
+   * The destination holds nothing but this mirror: a full listing may delete keys the commit
+   * lacks even before lakefs-mirror has written a ledger or status file there.
+   */
+  dedicated?: boolean;
 }
 
 export interface Config {
-  lakefs: { endpoint: string; accessKeyId: string; secretAccessKey: string };
+  lakefs: {
+    endpoint: string;
+    gatewayEndpoint: string;
+    accessKeyId: string;
+    secretAccessKey: string;
+    connectTimeoutMs: number;
+    headersTimeoutMs: number;
+    bodyTimeoutMs: number;
+  };
   s3: {
     endpoint: string;
     region: string;
@@ -27,11 +45,16 @@ export interface Config {
     accessKeyId: string;
     secretAccessKey: string;
     sessionToken: string;
+    connectTimeoutMs: number;
+    idleTimeoutMs: number;
   };
+  retry: RetryPolicy;
   export: {
     concurrency: number;
     copyMode: CopyMode;
     rounds: RoundRule[];
+    maxDeletes: string;
+    serverSideCopySources: string[];
     multipartThresholdBytes: number;
     multipartPartSizeBytes: number;
     copyMultipartThresholdBytes: number;
@@ -55,13 +78,17 @@ export interface Config {
   log: { level: string };
 }
 
+function hasGlob(branch: string): boolean {
+  return /[*?]/.test(branch);
+}
+
 function assertMirrors(value: unknown): asserts value is MirrorSpec[] {
   if (!Array.isArray(value))
-    throw new Error("must be a list of {repository, branches, destination}");
+    throw new Error("must be a list of {repository, branches, destination, dedicated?}");
   value.forEach((m: unknown, i) => {
     const at = `mirrors[${i}]`;
     if (typeof m !== "object" || m === null) throw new Error(`${at} must be an object`);
-    const { repository, branches, destination, ...rest } = m as Record<string, unknown>;
+    const { repository, branches, destination, dedicated, ...rest } = m as Record<string, unknown>;
     const extra = Object.keys(rest);
     if (extra.length) throw new Error(`${at} has unknown key(s): ${extra.join(", ")}`);
     if (typeof repository !== "string" || !repository)
@@ -74,12 +101,51 @@ function assertMirrors(value: unknown): asserts value is MirrorSpec[] {
       throw new Error(`${at}.branches must be a non-empty list of branch names or globs`);
     }
     if (typeof destination !== "string") throw new Error(`${at}.destination must be an s3:// URI`);
+    if (dedicated !== undefined && typeof dedicated !== "boolean")
+      throw new Error(`${at}.dedicated must be true or false`);
     try {
       parseS3Uri(destination.replaceAll("{repository}", "r").replaceAll("{branch}", "b"));
     } catch (err) {
       throw new Error(`${at}.destination: ${errorMessage(err)}`, { cause: err });
     }
+    const manyBranches = branches.length > 1 || (branches as string[]).some(hasGlob);
+    if (manyBranches && !destination.includes("{branch}")) {
+      throw new Error(
+        `${at}.destination must contain {branch}: several branches (${(branches as string[]).join(", ")}) would overwrite one another at ${destination}`,
+      );
+    }
   });
+  assertDistinctDestinations(value as MirrorSpec[]);
+}
+
+/**
+ * Two mirrors must never write one place: identical destination templates that can resolve to
+ * the same prefix, or fixed destinations equal or nested (a listing of the outer one would see,
+ * and could delete, the inner one's keys). Lanes that meet at run time are refused too.
+ */
+function assertDistinctDestinations(mirrors: MirrorSpec[]): void {
+  const normalized = mirrors.map((m) => {
+    const probe = formatS3Uri(
+      parseS3Uri(
+        m.destination.replaceAll("{repository}", "\u0001").replaceAll("{branch}", "\u0002"),
+      ),
+    );
+    return probe.replaceAll("\u0001", "{repository}").replaceAll("\u0002", "{branch}");
+  });
+  for (let i = 0; i < mirrors.length; i++) {
+    for (let j = 0; j < i; j++) {
+      const [a, b] = [normalized[i]!, normalized[j]!];
+      const fixed = !a.includes("{") && !b.includes("{");
+      const sameTemplate =
+        a === b &&
+        (mirrors[i]!.repository === mirrors[j]!.repository || !a.includes("{repository}"));
+      if (sameTemplate || (fixed && (a.startsWith(b) || b.startsWith(a)))) {
+        throw new Error(
+          `mirrors[${j}] and mirrors[${i}] would both write ${a === b ? a : `${b} and ${a}`}; give each its own destination`,
+        );
+      }
+    }
+  }
 }
 
 function registerFormats(): void {
@@ -97,6 +163,27 @@ function registerFormats(): void {
     },
   });
   convict.addFormat({ name: "mirrors", validate: (v: unknown) => assertMirrors(v) });
+  convict.addFormat({
+    name: "positive-int",
+    validate(v: unknown) {
+      if (typeof v !== "number" || !Number.isInteger(v) || v < 1)
+        throw new Error(`must be a whole number of at least 1, got ${JSON.stringify(v)}`);
+    },
+    coerce: (v: string) => Number(v),
+  });
+  convict.addFormat({
+    name: "delete-limit",
+    validate(v: unknown) {
+      parseDeleteLimit(String(v));
+    },
+  });
+  convict.addFormat({
+    name: "s3-locations",
+    validate(v: unknown) {
+      if (!Array.isArray(v)) throw new Error("must be a list of s3://bucket/prefix/ locations");
+      for (const u of v) parseS3Uri(String(u));
+    },
+  });
   convict.addFormat({
     name: "rounds",
     validate(v: unknown) {
@@ -136,6 +223,12 @@ export const schema = {
       default: "http://127.0.0.1:8000",
       env: "LAKEFS_ENDPOINT",
     },
+    gatewayEndpoint: {
+      doc: "lakeFS S3 gateway URL, when it differs from lakefs.endpoint (used by verify)",
+      format: String,
+      default: "",
+      env: "LAKEFS_S3_GATEWAY_ENDPOINT",
+    },
     accessKeyId: {
       doc: "lakeFS access key ID",
       format: String,
@@ -148,6 +241,21 @@ export const schema = {
       default: "",
       env: "LAKEFS_SECRET_ACCESS_KEY",
       sensitive: true,
+    },
+    connectTimeoutMs: {
+      doc: "time to open a connection to lakeFS",
+      format: "positive-int",
+      default: defaultLakefsTimeouts.connectTimeoutMs,
+    },
+    headersTimeoutMs: {
+      doc: "time from a request to lakeFS's response headers",
+      format: "positive-int",
+      default: defaultLakefsTimeouts.headersTimeoutMs,
+    },
+    bodyTimeoutMs: {
+      doc: "longest silence inside a lakeFS response body",
+      format: "positive-int",
+      default: defaultLakefsTimeouts.bodyTimeoutMs,
     },
   },
   s3: {
@@ -185,11 +293,43 @@ export const schema = {
       env: "AWS_SESSION_TOKEN",
       sensitive: true,
     },
+    connectTimeoutMs: {
+      doc: "time to open a connection to S3",
+      format: "positive-int",
+      default: defaultS3Timeouts.connectTimeoutMs,
+    },
+    idleTimeoutMs: {
+      doc: "longest silence on an S3 connection with a request in flight (headers or body)",
+      format: "positive-int",
+      default: defaultS3Timeouts.idleTimeoutMs,
+    },
+  },
+  retry: {
+    retries: {
+      doc: "retries of a failed lakeFS read or S3 write, after the first attempt",
+      format: "nat",
+      default: defaultRetryPolicy.retries,
+    },
+    minTimeoutMs: {
+      doc: "first wait before a retry",
+      format: "nat",
+      default: defaultRetryPolicy.minTimeoutMs,
+    },
+    maxTimeoutMs: {
+      doc: "longest wait between retries",
+      format: "nat",
+      default: defaultRetryPolicy.maxTimeoutMs,
+    },
+    maxRetryTimeMs: {
+      doc: "no retry starts this long after the first attempt",
+      format: "nat",
+      default: defaultRetryPolicy.maxRetryTimeMs,
+    },
   },
   export: {
     concurrency: {
       doc: "objects copied at once",
-      format: "nat",
+      format: "positive-int",
       default: 32,
       env: "LAKEFS_MIRROR_CONCURRENCY",
     },
@@ -203,24 +343,34 @@ export const schema = {
       format: "rounds",
       default: defaultRoundRules,
     },
+    maxDeletes: {
+      doc: "most keys a reconciling full export may delete: a count or a percentage of the keys under the prefix",
+      format: "delete-limit",
+      default: "50%",
+    },
+    serverSideCopySources: {
+      doc: "s3:// locations besides each repository's storage namespace that server-side copies may read",
+      format: "s3-locations",
+      default: [] as string[],
+    },
     multipartThresholdBytes: {
       doc: "stream multipart threshold",
-      format: "nat",
+      format: "positive-int",
       default: defaultTransferSizes.multipartThresholdBytes,
     },
     multipartPartSizeBytes: {
       doc: "stream part size",
-      format: "nat",
+      format: "positive-int",
       default: defaultTransferSizes.multipartPartSizeBytes,
     },
     copyMultipartThresholdBytes: {
       doc: "server-side copies at or above this size use UploadPartCopy",
-      format: "nat",
+      format: "positive-int",
       default: defaultTransferSizes.copyMultipartThresholdBytes,
     },
     copyPartSizeBytes: {
       doc: "UploadPartCopy part size",
-      format: "nat",
+      format: "positive-int",
       default: defaultTransferSizes.copyPartSizeBytes,
     },
   },
@@ -233,7 +383,11 @@ export const schema = {
       env: "LAKEFS_MIRROR_HOST",
     },
     port: { doc: "HTTP port", format: "port", default: 8081, env: "LAKEFS_MIRROR_PORT" },
-    bodyLimitBytes: { doc: "largest webhook body accepted", format: "nat", default: 1024 * 1024 },
+    bodyLimitBytes: {
+      doc: "largest webhook body accepted",
+      format: "positive-int",
+      default: 1024 * 1024,
+    },
   },
   webhook: {
     token: {
@@ -286,9 +440,13 @@ export const schema = {
     },
   },
   scheduler: {
-    maxParallelLanes: { doc: "lanes exporting at once", format: "nat", default: 4 },
-    retryBaseSeconds: { doc: "first back-off after a failed export", format: "nat", default: 5 },
-    retryMaxSeconds: { doc: "longest back-off", format: "nat", default: 300 },
+    maxParallelLanes: { doc: "lanes exporting at once", format: "positive-int", default: 4 },
+    retryBaseSeconds: {
+      doc: "first back-off after a failed export",
+      format: "positive-int",
+      default: 5,
+    },
+    retryMaxSeconds: { doc: "longest back-off", format: "positive-int", default: 300 },
   },
   status: {
     keep: {

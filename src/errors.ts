@@ -56,13 +56,24 @@ export class LakefsHttpError extends MirrorError {
   }
 }
 
-/** The destination object store failed or refused an operation. */
+/**
+ * The destination object store failed or refused an operation. `s3Code` and `httpStatus` are
+ * S3's own answer when there was one (`SlowDown`/503, `NoSuchBucket`/404…); decisions read them.
+ */
 export class DestinationError extends MirrorError {
   override readonly code = "LM_DESTINATION";
   override readonly retriable: boolean;
-  constructor(message: string, retriable: boolean, options?: ErrorOptions) {
+  readonly s3Code: string | undefined;
+  readonly httpStatus: number | undefined;
+  constructor(
+    message: string,
+    retriable: boolean,
+    options?: ErrorOptions & { s3Code?: string | undefined; httpStatus?: number | undefined },
+  ) {
     super(message, options);
     this.retriable = retriable;
+    this.s3Code = options?.s3Code;
+    this.httpStatus = options?.httpStatus;
   }
 }
 
@@ -71,9 +82,28 @@ export class SourceObjectError extends MirrorError {
   override readonly code = "LM_SOURCE_OBJECT";
 }
 
+/**
+ * One object that can never be written as it is: a path reserved at the destination root, user
+ * metadata S3 cannot carry, a size above S3's limits. Permanent: it goes to the FAILURE file.
+ */
+export class ObjectRefusedError extends MirrorError {
+  override readonly code = "LM_OBJECT_REFUSED";
+}
+
 /** The checkpoint store cannot be opened or used (locked by another process, closed). */
 export class CheckpointError extends MirrorError {
   override readonly code = "LM_CHECKPOINT";
+}
+
+/** The lane ledger at a destination cannot be read or belongs to something else. */
+export class LedgerError extends MirrorError {
+  override readonly code = "LM_LEDGER";
+}
+
+/** An export ran and wrote a FAILURE status file. */
+export class ExportFailedError extends MirrorError {
+  override readonly code = "LM_EXPORT_FAILED";
+  override readonly retriable = true;
 }
 
 /** The operation was aborted by shutdown or a caller's signal. */

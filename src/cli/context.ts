@@ -10,6 +10,8 @@ import type { Logger } from "pino";
 export interface Clients {
   lakefs: LakefsClient;
   s3: S3Client;
+  /** The lakeFS S3 gateway, read the way any S3 reader of lakeFS reads it. */
+  gateway: S3Client;
   destination(location: S3Location): S3Destination;
   close(): Promise<void>;
 }
@@ -21,6 +23,10 @@ export function createClients(config: Config, logger: Logger): Clients {
     secretAccessKey: config.lakefs.secretAccessKey,
     logger: logger.child({ component: "lakefs" }),
     connections: Math.max(16, config.export.concurrency * 2),
+    retry: config.retry,
+    connectTimeoutMs: config.lakefs.connectTimeoutMs,
+    headersTimeoutMs: config.lakefs.headersTimeoutMs,
+    bodyTimeoutMs: config.lakefs.bodyTimeoutMs,
   });
   const s3 = createS3Client({
     endpoint: config.s3.endpoint || undefined,
@@ -28,6 +34,9 @@ export function createClients(config: Config, logger: Logger): Clients {
     forcePathStyle: config.s3.forcePathStyle,
     maxAttempts: config.s3.maxAttempts,
     maxSockets: Math.max(16, config.export.concurrency * 2),
+    connectTimeoutMs: config.s3.connectTimeoutMs,
+    idleTimeoutMs: config.s3.idleTimeoutMs,
+    logger: logger.child({ component: "s3" }),
     // Explicit keys from the configuration; without them the SDK's own chain (roles, profiles).
     credentials: config.s3.accessKeyId
       ? {
@@ -37,9 +46,23 @@ export function createClients(config: Config, logger: Logger): Clients {
         }
       : undefined,
   });
+  const gateway = createS3Client({
+    endpoint: config.lakefs.gatewayEndpoint || config.lakefs.endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    maxSockets: Math.max(16, config.export.concurrency * 2),
+    connectTimeoutMs: config.lakefs.connectTimeoutMs,
+    idleTimeoutMs: config.lakefs.headersTimeoutMs,
+    credentials: {
+      accessKeyId: config.lakefs.accessKeyId,
+      secretAccessKey: config.lakefs.secretAccessKey,
+    },
+    logger: logger.child({ component: "lakefs-gateway" }),
+  });
   return {
     lakefs,
     s3,
+    gateway,
     destination: (location) =>
       new S3Destination(s3, location, {
         multipartThresholdBytes: config.export.multipartThresholdBytes,
@@ -49,6 +72,7 @@ export function createClients(config: Config, logger: Logger): Clients {
       }),
     async close() {
       s3.destroy();
+      gateway.destroy();
       await lakefs.close();
     },
   };

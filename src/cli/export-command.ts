@@ -1,7 +1,8 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { UsageError } from "../errors.ts";
-import type { ExportResult } from "../export/exporter.ts";
+import type { ExportResult, ExportTask, ReconcileOptions } from "../export/exporter.ts";
+import { parseDeleteLimit } from "../export/reconcile.ts";
 import { Exporter } from "../export/exporter.ts";
 import type { RoundRule } from "../export/rounds.ts";
 import { createLogger } from "../logger.ts";
@@ -26,6 +27,9 @@ const options = {
   "part-size": { type: "string" },
   "copy-multipart-threshold": { type: "string" },
   "copy-part-size": { type: "string" },
+  sync: { type: "boolean" },
+  "max-deletes": { type: "string" },
+  dedicated: { type: "boolean" },
 } as const;
 
 function int(name: string, v: string | undefined): number | undefined {
@@ -45,11 +49,13 @@ function rounds(specs: string[] | undefined): RoundRule[] | undefined {
 }
 
 /** The Spark exporter's argument rules: exactly one of branch/commit; a commit excludes prev. */
-function exportMode(v: { branch?: string; commit?: string; prev?: string }) {
+function exportMode(v: Mode) {
   if (v.branch && v.commit) throw new UsageError("give either --branch or --commit_id, not both");
   if (!v.branch && !v.commit) throw new UsageError("one of --branch or --commit_id is required");
   if (v.commit && v.prev)
     throw new UsageError("--prev_commit_id goes with --branch, not with --commit_id");
+  if (v.sync && v.prev)
+    throw new UsageError("--sync makes a whole export; it does not go with --prev_commit_id");
 }
 
 export async function exportCommand(argv: string[], io: CliIo): Promise<number> {
@@ -66,7 +72,11 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
   const branch = values.branch;
   const commit = values.commit_id ?? values["commit-id"];
   const prev = values.prev_commit_id ?? values["prev-commit-id"];
-  exportMode({ branch, commit, prev });
+  const sync = values.sync === true;
+  if (!sync && (values["max-deletes"] !== undefined || values.dedicated))
+    throw new UsageError("--max-deletes and --dedicated only go with --sync");
+  const mode: Mode = { branch, commit, prev, sync };
+  exportMode(mode);
   const location = parseS3Uri(uri);
 
   const config = loadConfig({
@@ -83,8 +93,13 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
         values["copy-multipart-threshold"],
       ),
       "export.copyPartSizeBytes": int("copy-part-size", values["copy-part-size"]),
+      "export.maxDeletes": values["max-deletes"],
     },
   });
+  const reconcile = {
+    dedicated: values.dedicated === true,
+    maxDeletes: parseDeleteLimit(config.export.maxDeletes),
+  };
   const logger = createLogger(config.log.level);
   const clients = createClients(config, logger);
   const tty = io.stderr.isTTY === true;
@@ -97,18 +112,14 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
     concurrency: config.export.concurrency,
     copyMode: config.export.copyMode,
     rounds: [...config.export.rounds],
+    retry: config.retry,
+    serverSideSources: config.export.serverSideCopySources,
     ...(progress ? { onProgress: (p) => progress.update(p) } : {}),
   });
   const signal = io.signal;
   try {
     if (values["dry-run"]) {
-      const plan = await dryRun(
-        exporter,
-        clients.lakefs,
-        repository,
-        { branch, commit, prev },
-        signal,
-      );
+      const plan = await dryRun(exporter, clients.lakefs, repository, mode, reconcile, signal);
       io.stdout.write(
         JSON.stringify(
           { dryRun: true, repository, destination: formatS3Uri(location), ...plan },
@@ -121,16 +132,20 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
     if (progress) {
       progress.start();
       // Only for the terminal's ETA: count the same listing or diff alongside the export.
-      countTasks(exporter, clients.lakefs, repository, { branch, commit, prev }, signal)
+      countTasks(exporter, clients.lakefs, repository, mode, reconcile, signal)
         .then((n) => progress.setTotal(n))
         .catch(() => undefined);
     }
     let result: ExportResult;
-    if (commit) result = await exporter.exportAllFromCommit(commit, signal);
+    if (sync) {
+      const target =
+        commit ?? (await clients.lakefs.getBranch(repository, branch ?? "", signal)).commit_id;
+      result = await exporter.exportReconciling(target, reconcile, signal);
+    } else if (commit) result = await exporter.exportAllFromCommit(commit, signal);
     else if (prev) result = await exporter.exportFrom(branch ?? "", prev, signal);
     else result = await exporter.exportAllFromBranch(branch ?? "", signal);
     progress?.stop();
-    const { failureLines, ...summary } = result;
+    const { failureLines, unfinished: _unfinished, ...summary } = result;
     const line = {
       ...summary,
       destination: formatS3Uri(location),
@@ -145,7 +160,12 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
   }
 }
 
-type Mode = { branch?: string | undefined; commit?: string | undefined; prev?: string | undefined };
+type Mode = {
+  branch?: string | undefined;
+  commit?: string | undefined;
+  prev?: string | undefined;
+  sync?: boolean;
+};
 
 /** The commit a mode exports and the task stream it runs, as the exporter would resolve them. */
 async function planTasks(
@@ -153,16 +173,16 @@ async function planTasks(
   lakefs: Clients["lakefs"],
   repository: string,
   mode: Mode,
+  reconcile: ReconcileOptions,
   signal?: AbortSignal,
 ) {
-  if (mode.commit) {
-    const commitId = (await lakefs.getCommit(repository, mode.commit, signal)).id;
-    return { commitId, tasks: exporter.listingTasks(commitId, signal) };
-  }
-  const commitId = (await lakefs.getBranch(repository, mode.branch ?? "", signal)).commit_id;
+  const commitId = mode.commit
+    ? (await lakefs.getCommit(repository, mode.commit, signal)).id
+    : (await lakefs.getBranch(repository, mode.branch ?? "", signal)).commit_id;
+  if (mode.sync) return { commitId, tasks: exporter.reconcileTasks(commitId, reconcile, signal) };
   if (!mode.prev) return { commitId, tasks: exporter.listingTasks(commitId, signal) };
   const prevId = (await lakefs.getCommit(repository, mode.prev, signal)).id;
-  return { commitId, tasks: exporter.diffTasks(prevId, commitId, signal) };
+  return { commitId, tasks: exporter.coverTasks([prevId], commitId, [], signal) };
 }
 
 async function countTasks(
@@ -170,11 +190,28 @@ async function countTasks(
   lakefs: Clients["lakefs"],
   repository: string,
   mode: Mode,
+  reconcile: ReconcileOptions,
   signal?: AbortSignal,
 ) {
   let n = 0;
-  for await (const _ of (await planTasks(exporter, lakefs, repository, mode, signal)).tasks) n++;
+  const { tasks } = await planTasks(exporter, lakefs, repository, mode, reconcile, signal);
+  for await (const t of tasks) if (t.op !== "refuse") n++;
   return n;
+}
+
+function actionOf(t: ExportTask): string {
+  switch (t.op) {
+    case "copy":
+      return t.change === "listed" ? "copy" : `copy (${t.change})`;
+    case "check":
+      return "copy if Content-Type or metadata differ";
+    case "keep":
+      return "keep (not in the commit; the prefix is not lakefs-mirror's)";
+    case "delete":
+    case "sync":
+    case "refuse":
+      return t.op;
+  }
 }
 
 async function dryRun(
@@ -182,20 +219,41 @@ async function dryRun(
   lakefs: Clients["lakefs"],
   repository: string,
   mode: Mode,
+  reconcile: ReconcileOptions,
   signal?: AbortSignal,
 ) {
-  const { commitId, tasks } = await planTasks(exporter, lakefs, repository, mode, signal);
+  const { commitId, tasks } = await planTasks(
+    exporter,
+    lakefs,
+    repository,
+    mode,
+    reconcile,
+    signal,
+  );
   const counts: Record<string, number> = {};
   const rounds: Record<string, number> = {};
   const sample: Record<string, string[]> = {};
+  const refusals: string[] = [];
   for await (const t of tasks) {
-    const action =
-      t.op === "delete" ? "delete" : t.change === "listed" ? "copy" : `copy (${t.change})`;
+    if (t.op === "refuse") {
+      refusals.push(t.reason);
+      continue;
+    }
+    const action = actionOf(t);
     counts[action] = (counts[action] ?? 0) + 1;
     const r = String(exporter.roundOf(t.path));
     rounds[r] = (rounds[r] ?? 0) + 1;
     const s = (sample[action] ??= []);
-    if (s.length < 10) s.push(t.path);
+    // Deletes by listing are what a user checks before running --sync: show them all.
+    if (s.length < 10 || (mode.sync && t.op === "delete")) s.push(t.path);
   }
-  return { commitId, fromCommitId: mode.prev, actions: counts, objectsPerRound: rounds, sample };
+  return {
+    commitId,
+    fromCommitId: mode.prev,
+    sync: mode.sync === true,
+    actions: counts,
+    objectsPerRound: rounds,
+    sample,
+    ...(refusals.length ? { refusals } : {}),
+  };
 }

@@ -35,7 +35,7 @@ export async function verifyCommand(argv: string[], io: CliIo): Promise<number> 
       ref,
       destination: clients.destination(location),
       concurrency: config.export.concurrency,
-      metadata: !values["no-metadata"],
+      gateway: values["no-metadata"] ? undefined : clients.gateway,
       ...(io.signal ? { signal: io.signal } : {}),
     });
     for (const d of result.differences) {

@@ -2,13 +2,6 @@ import { mkdirSync } from "node:fs";
 import { Level } from "level";
 import { CheckpointError } from "../errors.ts";
 
-/** What the daemon knows about one lane across restarts. */
-export interface LaneCheckpoint {
-  /** Last commit whose SUCCESS status file exists at the destination. */
-  lastExportedCommit: string;
-  exportedAt: string;
-}
-
 /** An event that was acknowledged (202 / recorded) but whose commit is not yet exported. */
 export interface PendingEvent {
   commitId: string;
@@ -19,12 +12,15 @@ export interface PendingEvent {
 
 type State = "opening" | "open" | "closing" | "closed";
 
-const LANE = "lane:";
+/** Each lane's ledger (JSON, see src/ledger/ledger.ts). */
+const LEDGER = "ledger:";
+/** The last exported commit as versions before the ledger recorded it. */
+const LEGACY_LANE = "lane:";
 const PENDING = "pending:";
 
 /**
- * LevelDB store of per-lane checkpoints and pending events. Each write is one atomic batch,
- * synced to disk before it resolves: a 202 answered after `recordPending` survives a crash.
+ * LevelDB store of per-lane ledgers and pending events. Each write is one atomic batch, synced
+ * to disk before it resolves: a 202 answered after `recordPending` survives a crash.
  */
 export class CheckpointStore {
   readonly #db: Level<string, string>;
@@ -83,10 +79,28 @@ export class CheckpointStore {
     if (this.#state !== "open") throw new CheckpointError(`checkpoint store is ${this.#state}`);
   }
 
-  async get(laneId: string): Promise<LaneCheckpoint | undefined> {
+  async ledger(laneId: string): Promise<string | undefined> {
     this.#check();
-    const v = await this.#db.get(LANE + laneId);
-    return v === undefined ? undefined : (JSON.parse(v) as LaneCheckpoint);
+    return this.#db.get(LEDGER + laneId);
+  }
+
+  /** The last exported commit recorded by a version of lakefs-mirror that had no ledger. */
+  async legacyLastExported(laneId: string): Promise<string | undefined> {
+    this.#check();
+    const v = await this.#db.get(LEGACY_LANE + laneId);
+    return v === undefined
+      ? undefined
+      : (JSON.parse(v) as { lastExportedCommit?: string }).lastExportedCommit;
+  }
+
+  /** Every lane with a ledger, by lane id. */
+  async allLedgers(): Promise<Map<string, string>> {
+    this.#check();
+    const out = new Map<string, string>();
+    for await (const [k, v] of this.#db.iterator({ gte: LEDGER, lt: LEDGER + "\uffff" })) {
+      out.set(k.slice(LEDGER.length), v);
+    }
+    return out;
   }
 
   async pending(laneId: string): Promise<PendingEvent | undefined> {
@@ -105,15 +119,6 @@ export class CheckpointStore {
     return out;
   }
 
-  async allLanes(): Promise<Map<string, LaneCheckpoint>> {
-    this.#check();
-    const out = new Map<string, LaneCheckpoint>();
-    for await (const [k, v] of this.#db.iterator({ gte: LANE, lt: LANE + "\uffff" })) {
-      out.set(k.slice(LANE.length), JSON.parse(v) as LaneCheckpoint);
-    }
-    return out;
-  }
-
   /** Records the newest event of a lane; an older pending event is covered by it. */
   async recordPending(laneId: string, event: PendingEvent): Promise<void> {
     this.#check();
@@ -123,32 +128,21 @@ export class CheckpointStore {
   }
 
   /**
-   * Advances a lane after its SUCCESS status file was written, clearing the pending event if
-   * the export started after it was recorded (`coveredUntil` is that start time).
+   * Stores a lane's ledger. With `coveredUntil` (the start of an export that completed), also
+   * clears the lane's pending event if it was recorded before then: that export covered it.
    */
-  async advance(laneId: string, commitId: string, coveredUntil: Date): Promise<void> {
+  async putLedger(laneId: string, ledger: string, coveredUntil?: Date): Promise<void> {
     this.#check();
-    const pending = await this.pending(laneId);
-    const ops: { type: "put" | "del"; key: string; value?: string }[] = [
-      {
-        type: "put",
-        key: LANE + laneId,
-        value: JSON.stringify({
-          lastExportedCommit: commitId,
-          exportedAt: new Date().toISOString(),
-        }),
-      },
+    const ops: ({ type: "put"; key: string; value: string } | { type: "del"; key: string })[] = [
+      { type: "put", key: LEDGER + laneId, value: ledger },
+      { type: "del", key: LEGACY_LANE + laneId },
     ];
-    if (pending && new Date(pending.receivedAt) <= coveredUntil)
-      ops.push({ type: "del", key: PENDING + laneId });
-    await this.#db.batch(
-      ops.map((o) =>
-        o.type === "put"
-          ? { type: "put" as const, key: o.key, value: o.value ?? "" }
-          : { type: "del" as const, key: o.key },
-      ),
-      { sync: true },
-    );
+    if (coveredUntil) {
+      const pending = await this.pending(laneId);
+      if (pending && new Date(pending.receivedAt) <= coveredUntil)
+        ops.push({ type: "del", key: PENDING + laneId });
+    }
+    await this.#db.batch(ops, { sync: true });
   }
 
   /** A deleted branch ends its lane: forget its state. */
@@ -156,7 +150,8 @@ export class CheckpointStore {
     this.#check();
     await this.#db.batch(
       [
-        { type: "del", key: LANE + laneId },
+        { type: "del", key: LEDGER + laneId },
+        { type: "del", key: LEGACY_LANE + laneId },
         { type: "del", key: PENDING + laneId },
       ],
       { sync: true },

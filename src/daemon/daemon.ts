@@ -3,6 +3,7 @@ import { createClients } from "../cli/context.ts";
 import type { Clients } from "../cli/context.ts";
 import type { Config } from "../config.ts";
 import { ConfigError, errorMessage } from "../errors.ts";
+import { LedgerStore } from "../ledger/ledger-store.ts";
 import { parseS3Uri } from "../s3/uri.ts";
 import { CheckpointStore } from "./checkpoint.ts";
 import { HttpServer } from "./http-server.ts";
@@ -17,12 +18,16 @@ export interface LaneStatus {
   repository: string;
   branch: string;
   destination: string;
+  /** The commit the destination holds (but for `failingPaths`). */
   lastExportedCommit: string | null;
+  /** The newest commit a SUCCESS status file was written for. */
+  lastSuccessCommit: string | null;
   headCommit: string | null;
   commitsBehind: number;
   lagSeconds: number;
   state: string;
   lastError: string | null;
+  failingPaths: number;
 }
 
 /**
@@ -39,6 +44,7 @@ export class Daemon {
   readonly #clients: Clients;
   readonly #logger: Logger;
   readonly #intake: Intake;
+  readonly #router: MirrorRouter;
   readonly #kafka: KafkaIntake | undefined;
   readonly #forwarder: KafkaForwarder | undefined;
   #state: "new" | "starting" | "running" | "closing" | "closed" = "new";
@@ -57,7 +63,8 @@ export class Daemon {
     this.#logger = logger;
     this.#clients = createClients(config, logger);
     this.checkpoint = new CheckpointStore(config.checkpoint.path);
-    const router = new MirrorRouter(config.mirrors);
+    const router = new MirrorRouter(config.mirrors, logger.child({ component: "router" }));
+    this.#router = router;
     const destinations = new Map<string, ReturnType<Clients["destination"]>>();
     this.scheduler = new Scheduler({
       ...config.scheduler,
@@ -70,6 +77,12 @@ export class Daemon {
           return d;
         },
         checkpoint: this.checkpoint,
+        ledgers: new LedgerStore({
+          checkpoint: this.checkpoint,
+          lakefs: this.#clients.lakefs,
+          logger: logger.child({ component: "ledger" }),
+          retry: config.retry,
+        }),
         metrics: this.metrics,
         config,
         logger: logger.child({ component: "lane" }),
@@ -118,7 +131,6 @@ export class Daemon {
       lakefs: this.#clients.lakefs,
       router,
       scheduler: this.scheduler,
-      checkpoint: this.checkpoint,
       metrics: this.metrics,
       logger: logger.child({ component: "reconciler" }),
       intervalSeconds: config.reconcile.intervalSeconds,
@@ -129,18 +141,22 @@ export class Daemon {
     this.#state = "starting";
     await this.checkpoint.open();
     // Events acknowledged before a stop or crash come first.
-    const lanes = await this.checkpoint.allLanes();
     for (const [id, pending] of await this.checkpoint.allPending()) {
-      const [repository, branch, destination] = JSON.parse(id) as [string, string, string];
-      const lane = this.scheduler.lane(
-        { repository, branch, destination },
-        lanes.get(id)?.lastExportedCommit,
-      );
+      const [repository = "", branch = "", destination] = JSON.parse(id) as string[];
+      const key = this.#router.match(repository, branch).find((k) => k.destination === destination);
+      if (!key) {
+        this.#logger.warn(
+          { repository, branch, destination, commit: pending.commitId },
+          "a pending event's mirror is no longer configured; dropping it",
+        );
+        await this.checkpoint.forget(id);
+        continue;
+      }
       this.#logger.info(
         { repository, branch, commit: pending.commitId },
         "resuming a pending event",
       );
-      this.scheduler.notify(lane);
+      this.scheduler.notify(this.scheduler.lane(key));
     }
     await this.http.start();
     await this.#forwarder?.start();
@@ -188,11 +204,13 @@ export class Daemon {
       branch: l.branch,
       destination: l.destination,
       lastExportedCommit: l.lastExportedCommit ?? null,
+      lastSuccessCommit: l.lastSuccessCommit ?? null,
       headCommit: l.headCommit ?? null,
       commitsBehind: l.commitsBehind,
       lagSeconds: Math.round(l.lagSeconds * 1000) / 1000,
       state: l.state,
       lastError: l.lastError ?? null,
+      failingPaths: l.failingPaths,
     }));
   }
 }

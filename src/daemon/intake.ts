@@ -62,29 +62,64 @@ function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
-/** Which configured mirrors a (repository, branch) falls under. */
+export interface LaneTarget {
+  repository: string;
+  branch: string;
+  destination: string;
+  /** The mirror says its destination holds nothing else (see MirrorSpec.dedicated). */
+  dedicated: boolean;
+}
+
+/**
+ * Which configured mirrors a (repository, branch) falls under. A destination belongs to the
+ * first lane that resolves to it: another lane resolving to the same place, or to a prefix
+ * inside or around it, is refused (logged once), since two lanes there would overwrite and, by
+ * listing, delete each other's keys.
+ */
 export class MirrorRouter {
   readonly #mirrors: { spec: MirrorSpec; patterns: RegExp[] }[];
+  readonly #claims = new Map<string, string>();
+  readonly #refused = new Set<string>();
+  readonly #logger: Logger | undefined;
 
-  constructor(mirrors: readonly MirrorSpec[]) {
+  constructor(mirrors: readonly MirrorSpec[], logger?: Logger) {
     this.#mirrors = mirrors.map((spec) => ({ spec, patterns: spec.branches.map(globToRegExp) }));
+    this.#logger = logger;
   }
 
   repositories(): string[] {
     return [...new Set(this.#mirrors.map((m) => m.spec.repository))];
   }
 
-  match(
-    repository: string,
-    branch: string,
-  ): { repository: string; branch: string; destination: string }[] {
-    return this.#mirrors
-      .filter((m) => m.spec.repository === repository && m.patterns.some((p) => p.test(branch)))
-      .map((m) => ({
-        repository,
-        branch,
-        destination: resolveDestination(m.spec.destination, repository, branch),
-      }));
+  match(repository: string, branch: string): LaneTarget[] {
+    const out: LaneTarget[] = [];
+    for (const m of this.#mirrors) {
+      if (m.spec.repository !== repository || !m.patterns.some((p) => p.test(branch))) continue;
+      const destination = resolveDestination(m.spec.destination, repository, branch);
+      if (this.#claim(destination, `${repository}/${branch}`))
+        out.push({ repository, branch, destination, dedicated: m.spec.dedicated ?? false });
+    }
+    return out;
+  }
+
+  #claim(destination: string, owner: string): boolean {
+    const held = this.#claims.get(destination);
+    if (held !== undefined) return held === owner;
+    for (const [other, by] of this.#claims) {
+      if (destination.startsWith(other) || other.startsWith(destination)) {
+        const key = `${owner} ${destination}`;
+        if (!this.#refused.has(key)) {
+          this.#refused.add(key);
+          this.#logger?.error(
+            { lane: owner, destination, conflictsWith: by, theirDestination: other },
+            "refusing a lane whose destination overlaps another lane's",
+          );
+        }
+        return false;
+      }
+    }
+    this.#claims.set(destination, owner);
+    return true;
   }
 }
 
@@ -144,7 +179,6 @@ export class Intake {
     const lanes: IntakeOutcome["lanes"] = [];
     for (const key of keys) {
       const lane = scheduler.lane(key);
-      lane.lastExportedCommit ??= (await checkpoint.get(lane.id))?.lastExportedCommit;
       await checkpoint.recordPending(lane.id, {
         commitId: event.commit_id ?? "",
         eventType: event.event_type,

@@ -19,6 +19,12 @@ export class Metrics {
     labelNames: laneLabels,
     registers: [this.registry],
   });
+  readonly #failing = new Gauge({
+    name: "lakefs_mirror_lane_failing_paths",
+    help: "Paths the lane's last export left failed, retried with back-off (0 when none)",
+    labelNames: laneLabels,
+    registers: [this.registry],
+  });
   readonly #exports = new Counter({
     name: "lakefs_mirror_exports_total",
     help: "Exports run, by result (success, failure, error)",
@@ -62,6 +68,7 @@ export class Metrics {
     };
     this.#lag.set(labels, lane.lagSeconds);
     this.#behind.set(labels, lane.commitsBehind);
+    this.#failing.set(labels, lane.failingPaths);
   }
 
   removeLane(lane: Lane): void {
@@ -72,6 +79,7 @@ export class Metrics {
     };
     this.#lag.remove(labels);
     this.#behind.remove(labels);
+    this.#failing.remove(labels);
   }
 
   export(_lane: Lane, result: ExportResult): void {

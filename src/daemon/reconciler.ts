@@ -1,7 +1,6 @@
 import type { Logger } from "pino";
 import { LakefsNotFoundError, errorMessage } from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
-import type { CheckpointStore } from "./checkpoint.ts";
 import type { MirrorRouter } from "./intake.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Scheduler } from "./scheduler.ts";
@@ -15,7 +14,6 @@ export interface ReconcilerDeps {
   lakefs: LakefsClient;
   router: MirrorRouter;
   scheduler: Scheduler;
-  checkpoint: CheckpointStore;
   metrics: Metrics;
   logger: Logger;
   intervalSeconds: number;
@@ -53,7 +51,7 @@ export class Reconciler {
 
   /** One pass; resolves when every lane that is behind has been scheduled. */
   async reconcile(): Promise<number> {
-    const { lakefs, router, scheduler, checkpoint, metrics } = this.#deps;
+    const { lakefs, router, scheduler, metrics } = this.#deps;
     let scheduled = 0;
     const seen = new Set<string>();
     for (const repository of router.repositories()) {
@@ -63,14 +61,18 @@ export class Reconciler {
             for (const key of router.match(repository, ref.id)) {
               const lane = scheduler.lane(key);
               seen.add(lane.id);
-              lane.lastExportedCommit ??= (await checkpoint.get(lane.id))?.lastExportedCommit;
               lane.headCommit = ref.commit_id;
-              if (lane.lastExportedCommit !== ref.commit_id) {
+              // A lane not run yet in this process has no state loaded: running it loads it.
+              // Failing paths wait for their own back-off timer, not for this poll.
+              const behind =
+                lane.lastExportedCommit !== ref.commit_id ||
+                (lane.failingPaths === 0 && lane.lastSuccessCommit !== ref.commit_id);
+              if (behind) {
                 // A busy lane coalesces this into one more run after the current export.
                 scheduler.notify(lane);
                 metrics.intake("reconciler", "accepted");
                 scheduled++;
-              } else if (lane.lastExportedCommit === ref.commit_id) {
+              } else if (lane.failingPaths === 0) {
                 lane.commitsBehind = 0;
                 lane.lagSeconds = 0;
                 metrics.lane(lane);

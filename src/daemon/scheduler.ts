@@ -9,28 +9,42 @@ export interface LaneKey {
   branch: string;
   /** The resolved s3:// destination. */
   destination: string;
+  /** The destination holds nothing but this lane's mirror. */
+  dedicated?: boolean;
 }
 
 export interface Lane extends LaneKey {
   id: string;
+  dedicated: boolean;
   state: LaneState;
   lastExportedCommit: string | undefined;
   headCommit: string | undefined;
   commitsBehind: number;
   lagSeconds: number;
+  /** The newest commit a SUCCESS status file was written for. */
+  lastSuccessCommit: string | undefined;
   lastError: string | undefined;
+  /** Paths that failed in the last export and are retried with back-off. */
+  failingPaths: number;
+  /** Consecutive runs that could not complete an export. */
   failures: number;
   /** Bumped by every event; an export started at sequence s covers every event up to s. */
   requested: number;
   covered: number;
 }
 
-export function laneId(key: LaneKey): string {
+export function laneId(key: Pick<LaneKey, "repository" | "branch" | "destination">): string {
   return JSON.stringify([key.repository, key.branch, key.destination]);
 }
 
+/**
+ * What a run achieved: the lane is current ("done"), its branch is gone ("ended"), or it is
+ * current except for failing paths to try again at `retryAt` (sooner if an event comes).
+ */
+export type LaneOutcome = "done" | "ended" | { retryAt: Date };
+
 /** What running a lane means: bring its destination to the branch HEAD. Throws to back off. */
-export type LaneRunner = (lane: Lane, signal: AbortSignal) => Promise<"done" | "ended">;
+export type LaneRunner = (lane: Lane, signal: AbortSignal) => Promise<LaneOutcome>;
 
 export interface SchedulerOptions {
   maxParallelLanes: number;
@@ -57,6 +71,8 @@ export class Scheduler {
   #closed = false;
 
   constructor(options: SchedulerOptions) {
+    if (!Number.isInteger(options.maxParallelLanes) || options.maxParallelLanes < 1)
+      throw new TypeError(`maxParallelLanes must be >= 1, got ${options.maxParallelLanes}`);
     this.#o = options;
     // Every in-flight request of every lane listens on this one signal.
     setMaxListeners(0, this.#abort.signal);
@@ -72,13 +88,16 @@ export class Scheduler {
     if (!lane) {
       lane = {
         ...key,
+        dedicated: key.dedicated ?? false,
         id,
         state: "idle",
         lastExportedCommit,
+        lastSuccessCommit: undefined,
         headCommit: undefined,
         commitsBehind: 0,
         lagSeconds: 0,
         lastError: undefined,
+        failingPaths: 0,
         failures: 0,
         requested: 0,
         covered: 0,
@@ -137,7 +156,6 @@ export class Scheduler {
     try {
       const outcome = await this.#o.run(lane, this.#abort.signal);
       lane.failures = 0;
-      lane.lastError = undefined;
       lane.covered = startedAt;
       this.#release(lane);
       if (outcome === "ended") {
@@ -147,6 +165,8 @@ export class Scheduler {
         return;
       }
       lane.state = "idle";
+      if (typeof outcome === "object") this.#wakeAt(lane, outcome.retryAt);
+      else lane.lastError = undefined;
       // Events that arrived during the export: one more run covers them all.
       if (lane.requested > startedAt) this.#enqueue(lane);
     } catch (err) {
@@ -171,13 +191,27 @@ export class Scheduler {
         },
         "lane export failed; backing off",
       );
-      const timer = setTimeout(() => {
-        this.#timers.delete(lane.id);
+      this.#setTimer(lane, delay * 1000, () => {
         if (lane.state === "backoff") this.#enqueue(lane);
-      }, delay * 1000);
-      timer.unref();
-      this.#timers.set(lane.id, timer);
+      });
     }
+  }
+
+  /** Runs the lane again at `at` unless an event runs it first; one timer per lane. */
+  #wakeAt(lane: Lane, at: Date): void {
+    this.#setTimer(lane, Math.max(0, at.getTime() - Date.now()), () => {
+      if (lane.state === "idle") this.notify(lane);
+    });
+  }
+
+  #setTimer(lane: Lane, ms: number, fn: () => void): void {
+    clearTimeout(this.#timers.get(lane.id));
+    const timer = setTimeout(() => {
+      this.#timers.delete(lane.id);
+      if (!this.#closed) fn();
+    }, ms);
+    timer.unref();
+    this.#timers.set(lane.id, timer);
   }
 
   #release(lane: Lane): void {

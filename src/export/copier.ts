@@ -1,11 +1,13 @@
 import type { Logger } from "pino";
-import { DestinationError, SourceObjectError } from "../errors.ts";
+import { DestinationError, ObjectRefusedError } from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import type { ObjectStats } from "../lakefs/types.ts";
 import { withRetry } from "../retry.ts";
 import type { RetryPolicy } from "../retry.ts";
-import type { S3Destination } from "../s3/destination.ts";
-import { parsePhysicalAddress } from "../s3/uri.ts";
+import type { ObjectMeta, S3Destination } from "../s3/destination.ts";
+import { gatewayMetadata } from "../s3/metadata.ts";
+import { parsePhysicalAddress, parseS3Uri } from "../s3/uri.ts";
+import type { S3Location } from "../s3/uri.ts";
 
 export type CopyMode = "auto" | "server-side" | "stream";
 export const copyModes: readonly CopyMode[] = ["auto", "server-side", "stream"];
@@ -15,65 +17,88 @@ export interface CopyOutcome {
   bytes: number;
 }
 
-/** S3 errors on CopyObject that mean "this client cannot read the source bucket". */
-const UNREADABLE_SOURCE =
-  /^(AccessDenied|AllAccessDisabled|NoSuchBucket|PermanentRedirect|InvalidAccessKeyId)\b|\((301|403)\)/;
+/**
+ * S3 answers to CopyObject that mean "these credentials cannot read that source bucket": the
+ * bucket is streamed through lakeFS from then on. (`NoSuchKey` is not one: the bytes are gone,
+ * and lakeFS's own answer to the stream becomes the failure line.)
+ */
+const UNREADABLE_SOURCE_CODES = new Set([
+  "AccessDenied",
+  "AllAccessDisabled",
+  "NoSuchBucket",
+  "PermanentRedirect",
+  "InvalidAccessKeyId",
+  "AuthorizationHeaderMalformed",
+]);
+
+/** What a mirrored object carries besides its bytes: what the lakeFS S3 gateway serves. */
+export function mirrorMeta(stats: ObjectStats): ObjectMeta {
+  return {
+    contentType: stats.content_type || "application/octet-stream",
+    metadata: gatewayMetadata(stats.metadata).metadata,
+  };
+}
+
+export interface ObjectCopierOptions {
+  lakefs: LakefsClient;
+  repository: string;
+  dest: S3Destination;
+  mode: CopyMode;
+  logger: Logger;
+  retry?: Partial<RetryPolicy> | undefined;
+  /**
+   * Where server-side copies may read, besides the repository's storage namespace (which is
+   * always allowed): `s3://bucket/prefix/` locations, such as the sources of imports.
+   */
+  serverSideSources?: readonly string[] | undefined;
+}
 
 /**
- * Copies one object of a commit to the destination. Server-side when the bytes live in S3
- * that the destination's credentials can read (nothing passes through this process), else
- * streamed from lakeFS's getObject. In `auto`, a source bucket that refuses a server-side copy
- * is remembered and streamed from then on.
+ * Copies one object of a commit to the destination. Server-side when its bytes live under the
+ * repository's storage namespace (or a location the configuration allows) in S3 that the
+ * destination's credentials can read: nothing passes through this process. Anything else is
+ * streamed through lakeFS's getObject, so lakeFS's own authorization decides what a branch
+ * writer can make the mirror read: an entry pointing at some other bucket never makes the
+ * mirror copy it with the mirror's own credentials.
  */
 export class ObjectCopier {
   readonly #unreadableBuckets = new Set<string>();
-  readonly lakefs: LakefsClient;
-  readonly repository: string;
-  readonly dest: S3Destination;
-  readonly mode: CopyMode;
-  readonly logger: Logger;
-  readonly retry: Partial<RetryPolicy> | undefined;
+  readonly #o: ObjectCopierOptions;
+  readonly #extraSources: S3Location[];
+  #namespace: Promise<S3Location | undefined> | undefined;
 
-  constructor(options: {
-    lakefs: LakefsClient;
-    repository: string;
-    dest: S3Destination;
-    mode: CopyMode;
-    logger: Logger;
-    retry?: Partial<RetryPolicy> | undefined;
-  }) {
-    this.lakefs = options.lakefs;
-    this.repository = options.repository;
-    this.dest = options.dest;
-    this.mode = options.mode;
-    this.logger = options.logger;
-    this.retry = options.retry;
+  constructor(options: ObjectCopierOptions) {
+    this.#o = options;
+    this.#extraSources = (options.serverSideSources ?? []).map((u) => parseS3Uri(u));
   }
 
   async copy(commitId: string, stats: ObjectStats, signal?: AbortSignal): Promise<CopyOutcome> {
     const size = stats.size_bytes ?? 0;
-    const meta = { contentType: stats.content_type, metadata: stats.metadata };
-    const source =
-      this.mode === "stream" ? undefined : parsePhysicalAddress(stats.physical_address);
+    const meta = mirrorMeta(stats);
+    const mode = this.#o.mode;
+    const source = mode === "stream" ? undefined : parsePhysicalAddress(stats.physical_address);
+    const allowed = source !== undefined && (await this.#allowed(source, signal));
 
-    if (this.mode === "server-side" && !source) {
-      throw new SourceObjectError(
-        `${stats.path} is stored at ${stats.physical_address}, which cannot be copied server-side (--copy-mode=server-side)`,
+    if (mode === "server-side" && !allowed) {
+      throw new ObjectRefusedError(
+        source
+          ? `${stats.path} is stored at ${stats.physical_address}, outside the repository's storage namespace and export.serverSideCopySources (--copy-mode=server-side)`
+          : `${stats.path} is stored at ${stats.physical_address}, which cannot be copied server-side (--copy-mode=server-side)`,
       );
     }
-    if (source && !this.#unreadableBuckets.has(source.bucket)) {
+    if (allowed && !this.#unreadableBuckets.has(source.bucket)) {
       try {
         await this.#retrying(`copy ${stats.path}`, signal, () =>
-          this.dest.serverSideCopy(source, stats.path, size, meta, signal),
+          this.#o.dest.serverSideCopy(source, stats.path, size, meta, signal),
         );
         return { method: "server-side", bytes: size };
       } catch (err) {
-        if (this.mode === "server-side" || !(err instanceof DestinationError) || err.retriable)
+        if (mode === "server-side" || !(err instanceof DestinationError) || err.retriable)
           throw err;
-        if (UNREADABLE_SOURCE.test(err.message)) {
+        if (err.s3Code !== undefined && UNREADABLE_SOURCE_CODES.has(err.s3Code)) {
           this.#unreadableBuckets.add(source.bucket);
-          this.logger.warn(
-            { sourceBucket: source.bucket, err: err.message },
+          this.#o.logger.warn(
+            { sourceBucket: source.bucket, s3Code: err.s3Code, err: err.message },
             "server-side copy refused; streaming objects of this bucket through lakeFS from now on",
           );
         }
@@ -82,10 +107,37 @@ export class ObjectCopier {
       }
     }
     await this.#retrying(`stream ${stats.path}`, signal, async () => {
-      const { body } = await this.lakefs.getObject(this.repository, commitId, stats.path, signal);
-      await this.dest.putStream(stats.path, body, size, meta, signal);
+      const { body } = await this.#o.lakefs.getObject(
+        this.#o.repository,
+        commitId,
+        stats.path,
+        signal,
+      );
+      await this.#o.dest.putStream(stats.path, body, size, meta, signal);
     });
     return { method: "stream", bytes: size };
+  }
+
+  async #allowed(source: { bucket: string; key: string }, signal?: AbortSignal) {
+    const within = (loc: S3Location) =>
+      loc.bucket === source.bucket && source.key.startsWith(loc.prefix);
+    if (this.#extraSources.some(within)) return true;
+    this.#namespace ??= this.#o.lakefs
+      .getRepository(this.#o.repository, signal)
+      .then((r) => {
+        try {
+          return parseS3Uri(r.storage_namespace);
+        } catch {
+          // A namespace outside S3 (local://, gs://…): nothing is copied server-side.
+          return undefined;
+        }
+      })
+      .catch((err: unknown) => {
+        this.#namespace = undefined;
+        throw err;
+      });
+    const ns = await this.#namespace;
+    return ns !== undefined && within(ns);
   }
 
   #retrying<T>(
@@ -96,8 +148,8 @@ export class ObjectCopier {
     return withRetry(fn, {
       operation,
       signal,
-      logger: this.logger,
-      ...(this.retry ? { policy: this.retry } : {}),
+      logger: this.#o.logger,
+      ...(this.#o.retry ? { policy: this.#o.retry } : {}),
     });
   }
 }

@@ -1,3 +1,5 @@
+import type { S3Destination } from "../s3/destination.ts";
+
 /** Status files at the destination root, named and filled as the lakeFS Spark exporter does. */
 
 export const SUCCESS_TEXT = "Export completed successfully!";
@@ -34,4 +36,19 @@ export function failureText(lines: string[], total: number): string {
   if (total <= MAX_FAILURE_LINES && lines.length === total) return lines.join("\n") + "\n";
   const shown = lines.slice(0, MAX_FAILURE_LINES - 1);
   return [...shown, `... and ${total - shown.length} more failed operations`].join("\n") + "\n";
+}
+
+/** The status files at a destination's root, newest first. */
+export async function listStatusFiles(
+  dest: S3Destination,
+  signal?: AbortSignal,
+): Promise<(ParsedStatusFile & { path: string })[]> {
+  const files: (ParsedStatusFile & { path: string })[] = [];
+  for await (const page of dest.list("EXPORT_", signal)) {
+    for (const o of page) {
+      const parsed = parseStatusFileName(o.path);
+      if (parsed) files.push({ ...parsed, path: o.path });
+    }
+  }
+  return files.sort((a, b) => b.at.getTime() - a.at.getTime());
 }

@@ -25,7 +25,19 @@ export interface LakefsClientOptions {
   connections?: number | undefined;
   /** Entries per page of every list call; lakeFS caps it at 1000. */
   pageSize?: number | undefined;
+  /** Time to open a connection. */
+  connectTimeoutMs?: number | undefined;
+  /** Time from sending a request to its response headers (a diff page can take a while). */
+  headersTimeoutMs?: number | undefined;
+  /** Longest silence between two chunks of a response body. */
+  bodyTimeoutMs?: number | undefined;
 }
+
+export const defaultLakefsTimeouts = {
+  connectTimeoutMs: 5_000,
+  headersTimeoutMs: 60_000,
+  bodyTimeoutMs: 60_000,
+};
 
 export interface CallOptions {
   method?: Dispatcher.HttpMethod;
@@ -59,7 +71,13 @@ export class LakefsTransport {
     this.#auth =
       "Basic " +
       Buffer.from(`${options.accessKeyId}:${options.secretAccessKey}`).toString("base64");
-    this.#agent = new Agent({ keepAliveTimeout: 30_000, connections: options.connections ?? 64 });
+    this.#agent = new Agent({
+      keepAliveTimeout: 30_000,
+      connections: options.connections ?? 64,
+      connectTimeout: options.connectTimeoutMs ?? defaultLakefsTimeouts.connectTimeoutMs,
+      headersTimeout: options.headersTimeoutMs ?? defaultLakefsTimeouts.headersTimeoutMs,
+      bodyTimeout: options.bodyTimeoutMs ?? defaultLakefsTimeouts.bodyTimeoutMs,
+    });
     this.#logger = options.logger;
     this.#retry = options.retry;
     this.#pageSize = Math.min(options.pageSize ?? 1000, 1000);
@@ -82,19 +100,39 @@ export class LakefsTransport {
     }
   }
 
-  async json<T>(path: string, options: CallOptions): Promise<T> {
-    const res = await this.call(path, options);
-    return (await res.body.json()) as T;
+  /** A JSON answer. Reading the body is part of the attempt: a cut body is retried like a reset. */
+  json<T>(path: string, options: CallOptions): Promise<T> {
+    return this.call(path, options, async (res) => {
+      try {
+        return (await res.body.json()) as T;
+      } catch (err) {
+        if (options.signal?.aborted) throw err;
+        throw new LakefsUnreachableError(
+          `lakeFS at ${this.endpoint} broke off its answer (${options.method ?? "GET"} ${API_PREFIX}${path}): ${errorMessage(err)}`,
+          { cause: err },
+        );
+      }
+    });
   }
 
-  async call(path: string, options: CallOptions): Promise<Dispatcher.ResponseData> {
+  call(path: string, options: CallOptions): Promise<Dispatcher.ResponseData>;
+  call<T>(
+    path: string,
+    options: CallOptions,
+    read: (res: Dispatcher.ResponseData) => Promise<T>,
+  ): Promise<T>;
+  async call<T>(
+    path: string,
+    options: CallOptions,
+    read?: (res: Dispatcher.ResponseData) => Promise<T>,
+  ): Promise<T | Dispatcher.ResponseData> {
     const method = options.method ?? "GET";
     const url = new URL(this.endpoint + API_PREFIX + path);
     for (const [k, v] of Object.entries(options.query ?? {})) {
       if (v !== undefined) url.searchParams.set(k, String(v));
     }
     const what = `${method} ${API_PREFIX}${path}`;
-    const once = async (): Promise<Dispatcher.ResponseData> => {
+    const once = async (): Promise<T | Dispatcher.ResponseData> => {
       const headers: Record<string, string> = { authorization: this.#auth, ...options.headers };
       let body: string | Buffer | Readable | undefined;
       if (options.body !== undefined) {
@@ -116,13 +154,11 @@ export class LakefsTransport {
         if (options.signal?.aborted) throw err;
         throw new LakefsUnreachableError(
           `lakeFS at ${this.endpoint} unreachable (${what}): ${errorMessage(err)}`,
-          {
-            cause: err,
-          },
+          { cause: err },
         );
       }
-      if (res.statusCode < 300) return res;
-      throw await this.#httpError(res, what, options.notFound);
+      if (res.statusCode >= 300) throw await this.#httpError(res, what, options.notFound);
+      return read ? read(res) : res;
     };
     if (options.retry === false || method !== "GET") return once();
     return withRetry(once, {

@@ -2,6 +2,7 @@ import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { S3Client } from "@aws-sdk/client-s3";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
+import type { Logger } from "pino";
 
 export interface S3ClientOptions {
   /** An S3-compatible endpoint (MinIO, …). Unset: AWS, or the SDK's own AWS_ENDPOINT_URL. */
@@ -14,11 +15,24 @@ export interface S3ClientOptions {
   /** Attempts per request inside the SDK (the exporter retries whole copies on top). */
   maxAttempts?: number | undefined;
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined;
+  /** Time to open a connection. */
+  connectTimeoutMs?: number | undefined;
+  /**
+   * Longest silence on a connection with a request in flight: waiting for the response's
+   * headers, or between two chunks of a body. A server that stops answering fails the request
+   * (retriable) instead of hanging its lane.
+   */
+  idleTimeoutMs?: number | undefined;
+  /** The SDK's own warnings (a failed streaming request, say) go here instead of the console. */
+  logger?: Logger | undefined;
 }
+
+export const defaultS3Timeouts = { connectTimeoutMs: 5_000, idleTimeoutMs: 120_000 };
 
 export function createS3Client(options: S3ClientOptions = {}): S3Client {
   const maxSockets = options.maxSockets ?? 64;
   const agentOptions = { keepAlive: true, maxSockets };
+  const log = options.logger;
   return new S3Client({
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     ...(options.credentials ? { credentials: options.credentials } : {}),
@@ -29,11 +43,18 @@ export function createS3Client(options: S3ClientOptions = {}): S3Client {
     // body costs CPU, and S3-compatible servers differ in which trailing checksums they accept.
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
+    logger: {
+      trace: () => undefined,
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (...args: unknown[]) => log?.debug({ sdk: args.map(String).join(" ") }, "S3 SDK"),
+      error: (...args: unknown[]) => log?.debug({ sdk: args.map(String).join(" ") }, "S3 SDK"),
+    },
     requestHandler: new NodeHttpHandler({
       httpAgent: new HttpAgent(agentOptions),
       httpsAgent: new HttpsAgent(agentOptions),
-      connectionTimeout: 10_000,
-      requestTimeout: 0,
+      connectionTimeout: options.connectTimeoutMs ?? defaultS3Timeouts.connectTimeoutMs,
+      socketTimeout: options.idleTimeoutMs ?? defaultS3Timeouts.idleTimeoutMs,
     }),
   });
 }

@@ -5,15 +5,16 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectsCommand,
+  GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3ServiceException,
   UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
-import type { CompletedPart, HeadObjectCommandOutput, S3Client } from "@aws-sdk/client-s3";
+import type { CompletedPart, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { DestinationError, errorMessage } from "../errors.ts";
+import { DestinationError, ObjectRefusedError, errorMessage } from "../errors.ts";
 import type { S3Location } from "./uri.ts";
 
 const MiB = 1024 * 1024;
@@ -38,9 +39,11 @@ export const defaultTransferSizes: TransferSizes = {
   copyPartSizeBytes: 512 * MiB,
 };
 
+/** What a mirrored object carries besides its bytes, exactly as S3 should store it. */
 export interface ObjectMeta {
-  contentType?: string | undefined;
-  metadata?: Record<string, string> | undefined;
+  contentType: string | undefined;
+  /** User metadata by lower-case name, values already header-safe (see gatewayMetadata). */
+  metadata: Record<string, string>;
 }
 
 export interface ListedObject {
@@ -50,46 +53,74 @@ export interface ListedObject {
   etag: string;
 }
 
-/** S3 error names that say the request cannot succeed by repeating it. */
-const PERMANENT = new Set([
-  "AccessDenied",
-  "NoSuchBucket",
-  "NoSuchKey",
-  "InvalidAccessKeyId",
-  "SignatureDoesNotMatch",
-  "InvalidArgument",
-  "InvalidRequest",
-  "EntityTooLarge",
-  "EntityTooSmall",
-  "MetadataTooLarge",
+/** S3 error codes that say the same request may succeed later, whatever the HTTP status. */
+const TRANSIENT_CODES = new Set([
+  "SlowDown",
+  "InternalError",
+  "ServiceUnavailable",
+  "RequestTimeout",
+  "RequestTimeTooSkewed",
+  "Throttling",
+  "ThrottlingException",
+  "OperationAborted",
 ]);
 
+/** The sizes S3 allows (its documented multipart limits). */
+export const S3_LIMITS = {
+  maxParts: 10_000,
+  minPartBytes: 5 * MiB,
+  maxPartBytes: 5 * GiB,
+  maxObjectBytes: 5 * 1024 * GiB,
+} as const;
+
+/**
+ * An S3 SDK failure as a DestinationError carrying S3's code and status. Retriable: throttling,
+ * 5xx, and transport failures (resets, timeouts, cut bodies). Errors raised before a request is
+ * sent (a value Node refuses in a header) are TypeErrors or RangeErrors: never retried.
+ */
 export function toDestinationError(err: unknown, what: string): DestinationError {
   if (err instanceof DestinationError) return err;
   if (err instanceof S3ServiceException) {
     const status = err.$metadata.httpStatusCode ?? 0;
-    const retriable = !PERMANENT.has(err.name) && (status === 0 || status === 429 || status >= 500);
+    const retriable =
+      TRANSIENT_CODES.has(err.name) || status === 0 || status === 429 || status >= 500;
     return new DestinationError(`${what}: ${err.name} (${status}) ${err.message}`, retriable, {
       cause: err,
+      s3Code: err.name,
+      httpStatus: status,
     });
   }
-  // Connection refused or reset, socket timeouts: the store may come back.
-  return new DestinationError(`${what}: ${errorMessage(err)}`, true, { cause: err });
+  const retriable = !(err instanceof TypeError || err instanceof RangeError);
+  return new DestinationError(`${what}: ${errorMessage(err)}`, retriable, { cause: err });
 }
 
-/** S3 user metadata from lakeFS metadata, leaving out lakeFS's internal `::lakefs::` keys. */
-export function s3Metadata(metadata: Record<string, string> | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(metadata ?? {})) {
-    if (k.startsWith("::lakefs::") || !/^[!#$%&'*+.^_`|~0-9a-z-]+$/i.test(k)) continue;
-    out[k.toLowerCase()] = v;
+/**
+ * The part size for an object of `size` bytes: the configured size, raised so that the object
+ * fits in S3's 10,000 parts, rounded up to whole MiB.
+ */
+export function partSizeFor(size: number, configured: number): number {
+  const needed = Math.ceil(size / S3_LIMITS.maxParts);
+  const part = Math.max(configured, S3_LIMITS.minPartBytes, needed);
+  return Math.ceil(part / MiB) * MiB;
+}
+
+function assertStorable(size: number, path: string): void {
+  if (size > S3_LIMITS.maxObjectBytes) {
+    throw new ObjectRefusedError(`${path} is ${size} bytes, more than S3's largest object (5 TiB)`);
   }
-  return out;
 }
 
 /** `CopySource` is `bucket/key` with the key URL-encoded, keeping its slashes. */
 function copySource(bucket: string, key: string): string {
   return `${bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+/** What HEAD tells about a mirrored object. */
+export interface HeadResult {
+  size: number;
+  etag: string;
+  contentType: string | undefined;
+  metadata: Record<string, string>;
 }
 
 /** Writes, deletes and lists objects under one `s3://bucket/prefix/`. */
@@ -118,6 +149,7 @@ export class S3Destination {
     meta: ObjectMeta,
     signal?: AbortSignal,
   ): Promise<void> {
+    assertStorable(size, path);
     const Key = this.key(path);
     const what = `copy s3://${source.bucket}/${source.key} to s3://${this.bucket}/${Key}`;
     try {
@@ -133,7 +165,7 @@ export class S3Destination {
           // REPLACE: the metadata comes from the lakeFS entry, not the physical object.
           MetadataDirective: "REPLACE",
           ContentType: meta.contentType,
-          Metadata: s3Metadata(meta.metadata),
+          Metadata: meta.metadata,
         }),
         { abortSignal: signal },
       );
@@ -154,12 +186,15 @@ export class S3Destination {
         Bucket: this.bucket,
         Key,
         ContentType: meta.contentType,
-        Metadata: s3Metadata(meta.metadata),
+        Metadata: meta.metadata,
       }),
       { abortSignal: signal },
     );
     try {
-      const partSize = this.#sizes.copyPartSizeBytes;
+      const partSize = Math.min(
+        partSizeFor(size, this.#sizes.copyPartSizeBytes),
+        S3_LIMITS.maxPartBytes,
+      );
       const parts: CompletedPart[] = [];
       for (let start = 0, n = 1; start < size; start += partSize, n++) {
         const end = Math.min(start + partSize, size) - 1;
@@ -193,7 +228,11 @@ export class S3Destination {
     }
   }
 
-  /** Uploads a stream of known size: one PutObject, or a multipart upload above the threshold. */
+  /**
+   * Uploads a stream of known size: one PutObject, or a multipart upload above the threshold
+   * with parts large enough for S3's 10,000-part limit. Parts in flight are bounded so that a
+   * huge object's larger parts do not multiply the memory one upload holds.
+   */
   async putStream(
     path: string,
     body: Readable,
@@ -208,20 +247,26 @@ export class S3Destination {
       Key,
       Body: body,
       ContentType: meta.contentType,
-      Metadata: s3Metadata(meta.metadata),
+      Metadata: meta.metadata,
     };
     try {
+      assertStorable(size, path);
       if (size < this.#sizes.multipartThresholdBytes) {
         await this.#s3.send(new PutObjectCommand({ ...params, ContentLength: size }), {
           abortSignal: signal,
         });
         return;
       }
+      const partSize = partSizeFor(size, this.#sizes.multipartPartSizeBytes);
+      const budget = this.#sizes.multipartPartSizeBytes * this.#sizes.multipartQueueSize;
       const upload = new Upload({
         client: this.#s3,
         params,
-        partSize: this.#sizes.multipartPartSizeBytes,
-        queueSize: this.#sizes.multipartQueueSize,
+        partSize,
+        queueSize: Math.max(
+          1,
+          Math.min(this.#sizes.multipartQueueSize, Math.floor(budget / partSize)),
+        ),
         leavePartsOnError: false,
       });
       const onAbort = () => void upload.abort();
@@ -233,24 +278,40 @@ export class S3Destination {
       }
     } catch (err) {
       body.destroy();
+      if (err instanceof ObjectRefusedError) throw err;
       throw toDestinationError(err, what);
     }
   }
 
-  async putText(path: string, text: string, signal?: AbortSignal): Promise<void> {
+  async putText(
+    path: string,
+    text: string,
+    signal?: AbortSignal,
+    contentType = "text/plain; charset=utf-8",
+  ): Promise<void> {
     const Key = this.key(path);
     try {
       await this.#s3.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key,
-          Body: text,
-          ContentType: "text/plain; charset=utf-8",
-        }),
+        new PutObjectCommand({ Bucket: this.bucket, Key, Body: text, ContentType: contentType }),
         { abortSignal: signal },
       );
     } catch (err) {
       throw toDestinationError(err, `write s3://${this.bucket}/${Key}`);
+    }
+  }
+
+  /** A small object's text, or undefined when there is no such key. */
+  async getText(path: string, signal?: AbortSignal): Promise<string | undefined> {
+    const Key = this.key(path);
+    try {
+      const res = await this.#s3.send(new GetObjectCommand({ Bucket: this.bucket, Key }), {
+        abortSignal: signal,
+      });
+      return (await res.Body?.transformToString("utf8")) ?? "";
+    } catch (err) {
+      if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)
+        return undefined;
+      throw toDestinationError(err, `read s3://${this.bucket}/${Key}`);
     }
   }
 
@@ -284,14 +345,18 @@ export class S3Destination {
     }
   }
 
-  async head(path: string, signal?: AbortSignal): Promise<HeadObjectCommandOutput | undefined> {
+  async head(path: string, signal?: AbortSignal): Promise<HeadResult | undefined> {
     try {
-      return await this.#s3.send(
+      const res = await this.#s3.send(
         new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }),
-        {
-          abortSignal: signal,
-        },
+        { abortSignal: signal },
       );
+      return {
+        size: res.ContentLength ?? 0,
+        etag: (res.ETag ?? "").replaceAll('"', ""),
+        contentType: res.ContentType,
+        metadata: res.Metadata ?? {},
+      };
     } catch (err) {
       if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)
         return undefined;
@@ -299,7 +364,7 @@ export class S3Destination {
     }
   }
 
-  /** Every object under the prefix (or a sub-prefix of it), a page at a time. */
+  /** Every object under the prefix (or a sub-prefix of it), a page at a time, in key order. */
   async *list(subPrefix = "", signal?: AbortSignal): AsyncGenerator<ListedObject[]> {
     let ContinuationToken: string | undefined;
     do {

@@ -1,13 +1,13 @@
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
-import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
+import { compareUtf8, flatten } from "../export/order.ts";
 import { TaskPool } from "../export/pool.ts";
-import { parseStatusFileName } from "../export/status-file.ts";
+import { isReservedPath } from "../export/reserved.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import type { ObjectStats } from "../lakefs/types.ts";
 import type { ListedObject, S3Destination } from "../s3/destination.ts";
-import { s3Metadata } from "../s3/destination.ts";
 
 export interface Difference {
   kind: "missing" | "extra" | "size" | "content" | "metadata";
@@ -28,18 +28,14 @@ export interface VerifyOptions {
   ref: string;
   destination: S3Destination;
   concurrency?: number;
-  /** Also compare Content-Type and user metadata (one HEAD per object). */
-  metadata?: boolean;
+  /**
+   * An S3 client for the lakeFS S3 gateway (lakeFS's address, lakeFS credentials). With it,
+   * Content-Type and user metadata are compared too: the expectation is what the gateway
+   * serves for the object (one HEAD on each side per object), independent of how lakefs-mirror
+   * maps metadata when it writes.
+   */
+  gateway?: S3Client | undefined;
   signal?: AbortSignal;
-}
-
-/** S3 and lakeFS both list in UTF-8 byte order; JavaScript compares UTF-16 units. */
-function byteCompare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
-}
-
-async function* flatten<T>(pages: AsyncIterable<T[]>): AsyncGenerator<T> {
-  for await (const page of pages) yield* page;
 }
 
 const plainMd5 = /^[0-9a-f]{32}$/;
@@ -52,9 +48,10 @@ async function sha256(stream: Readable): Promise<string> {
 
 /**
  * Compares a mirror with a commit by walking both sorted listings side by side (memory does not
- * grow with the number of objects). Sizes always; content by ETag where both sides carry a
- * plain MD5, else by hashing both streams; metadata by one HEAD per object. Status files at the
- * mirror's root are not extras.
+ * grow with the number of objects). Sizes always; content by ETag where both sides carry one
+ * that says (equal ETags, or two plain MD5s), else by hashing both streams; Content-Type and
+ * metadata against what the lakeFS S3 gateway serves. Status files and `_lakefs_mirror/` at
+ * the mirror's root are lakefs-mirror's own, not extras.
  */
 export async function verifyMirror(options: VerifyOptions): Promise<VerifyResult> {
   const { lakefs, repository, destination: dest, signal } = options;
@@ -68,13 +65,13 @@ export async function verifyMirror(options: VerifyOptions): Promise<VerifyResult
   let s = await source.next();
   let m = await mirror.next();
   while (!s.done || !m.done) {
-    const cmp = s.done ? 1 : m.done ? -1 : byteCompare(s.value.path, m.value.path);
+    const cmp = s.done ? 1 : m.done ? -1 : compareUtf8(s.value.path, m.value.path);
     if (cmp < 0 && !s.done) {
       differences.push({ kind: "missing", path: s.value.path });
       s = await source.next();
     } else if (cmp > 0 && !m.done) {
       const p = m.value.path;
-      if (p.includes("/") || !parseStatusFileName(p)) differences.push({ kind: "extra", path: p });
+      if (!isReservedPath(p)) differences.push({ kind: "extra", path: p });
       m = await mirror.next();
     } else if (!s.done && !m.done) {
       const [obj, copy] = [s.value, m.value];
@@ -88,7 +85,7 @@ export async function verifyMirror(options: VerifyOptions): Promise<VerifyResult
     }
   }
   await pool.drain();
-  differences.sort((a, b) => byteCompare(a.path, b.path));
+  differences.sort((a, b) => compareUtf8(a.path, b.path));
   return { commitId: commit.id, compared, differences };
 }
 
@@ -107,9 +104,10 @@ async function compareObject(
       detail: `${size} in lakeFS, ${copy.size} in the mirror`,
     };
   const checksum = obj.checksum.replaceAll('"', "");
-  if (plainMd5.test(checksum) && plainMd5.test(copy.etag)) {
-    if (checksum !== copy.etag)
-      return { kind: "content", path: obj.path, detail: `md5 ${checksum} != ${copy.etag}` };
+  if (checksum === copy.etag) {
+    // Equal ETags: equal bytes.
+  } else if (plainMd5.test(checksum) && plainMd5.test(copy.etag)) {
+    return { kind: "content", path: obj.path, detail: `md5 ${checksum} != ${copy.etag}` };
   } else {
     const [a, b] = await Promise.all([
       lakefs.getObject(repository, commitId, obj.path, signal).then((r) => sha256(r.body)),
@@ -121,24 +119,28 @@ async function compareObject(
     ]);
     if (a !== b) return { kind: "content", path: obj.path, detail: `sha256 ${a} != ${b}` };
   }
-  if (options.metadata !== false) {
-    const head = await dest.head(obj.path, signal);
-    const wantType = obj.content_type ?? "application/octet-stream";
-    if (head?.ContentType !== wantType) {
+  if (options.gateway) {
+    const [want, got] = await Promise.all([
+      options.gateway.send(
+        new HeadObjectCommand({ Bucket: repository, Key: `${commitId}/${obj.path}` }),
+        { abortSignal: signal },
+      ),
+      dest.head(obj.path, signal),
+    ]);
+    if (want.ContentType !== got?.contentType) {
       return {
         kind: "metadata",
         path: obj.path,
-        detail: `content-type ${wantType} != ${head?.ContentType}`,
+        detail: `content-type ${want.ContentType} != ${got?.contentType}`,
       };
     }
-    const want = JSON.stringify(sorted(s3Metadata(obj.metadata)));
-    const got = JSON.stringify(sorted(head.Metadata ?? {}));
-    if (want !== got)
-      return { kind: "metadata", path: obj.path, detail: `metadata ${want} != ${got}` };
+    const a = JSON.stringify(sorted(want.Metadata ?? {}));
+    const b = JSON.stringify(sorted(got?.metadata ?? {}));
+    if (a !== b) return { kind: "metadata", path: obj.path, detail: `metadata ${a} != ${b}` };
   }
   return undefined;
 }
 
 function sorted(o: Record<string, string>): [string, string][] {
-  return Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return Object.entries(o).sort(([a], [b]) => compareUtf8(a, b));
 }

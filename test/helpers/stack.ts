@@ -56,6 +56,8 @@ export interface Stack {
   env: StackEnv;
   lakefs: LakefsClient;
   s3: S3Client;
+  /** lakeFS's S3 gateway, as boto3, Spark's S3A or the AWS CLI reach it (bucket = repository). */
+  gateway: S3Client;
   close(): Promise<void>;
 }
 
@@ -72,12 +74,22 @@ export async function connectStack(): Promise<Stack> {
     region: env.AWS_REGION,
     credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY },
   });
+  const gateway = createS3Client({
+    endpoint: env.LAKEFS_ENDPOINT,
+    region: "us-east-1",
+    credentials: {
+      accessKeyId: env.LAKEFS_ACCESS_KEY_ID,
+      secretAccessKey: env.LAKEFS_SECRET_ACCESS_KEY,
+    },
+  });
   return {
     env,
     lakefs,
     s3,
+    gateway,
     async close() {
       s3.destroy();
+      gateway.destroy();
       await lakefs.close();
     },
   };

@@ -44,8 +44,13 @@ describe("mirror routing", () => {
 
   it("sends a branch to every mirror whose globs match it, with placeholders filled", () => {
     assert.deepEqual(router.match("repo", "main"), [
-      { repository: "repo", branch: "main", destination: "s3://bucket/repo/main/" },
-      { repository: "repo", branch: "main", destination: "s3://backup/main/" },
+      {
+        repository: "repo",
+        branch: "main",
+        destination: "s3://bucket/repo/main/",
+        dedicated: false,
+      },
+      { repository: "repo", branch: "main", destination: "s3://backup/main/", dedicated: false },
     ]);
     assert.deepEqual(
       router.match("repo", "release-1.2").map((k) => k.destination),
@@ -62,5 +67,24 @@ describe("mirror routing", () => {
     ]);
     assert.equal(dots.match("r", "v1.2").length, 1);
     assert.equal(dots.match("r", "v1x2").length, 0);
+  });
+
+  it("gives a destination to one lane only: a second lane on it, inside it or around it is refused", () => {
+    const r = new MirrorRouter([
+      { repository: "a", branches: ["main"], destination: "s3://shared/{branch}/" },
+      { repository: "b", branches: ["main"], destination: "s3a://shared/main" },
+      { repository: "c", branches: ["x"], destination: "s3://shared/main/inner/" },
+      { repository: "d", branches: ["y"], destination: "s3://shared/" },
+      { repository: "e", branches: ["z"], destination: "s3://shared/mainly/" },
+    ]);
+    assert.deepEqual(
+      r.match("a", "main").map((k) => k.destination),
+      ["s3://shared/main/"],
+    );
+    assert.deepEqual(r.match("b", "main"), [], "the same place spelled another way");
+    assert.deepEqual(r.match("c", "x"), [], "nested inside another lane's destination");
+    assert.deepEqual(r.match("d", "y"), [], "around another lane's destination");
+    assert.equal(r.match("e", "z").length, 1, "a sibling prefix is another place");
+    assert.equal(r.match("a", "main").length, 1, "the owner keeps matching");
   });
 });

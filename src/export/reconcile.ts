@@ -1,0 +1,142 @@
+import { ConfigError } from "../errors.ts";
+import type { LakefsClient } from "../lakefs/client.ts";
+import type { ObjectStats } from "../lakefs/types.ts";
+import type { ListedObject, S3Destination } from "../s3/destination.ts";
+import type { ExportTask } from "./exporter.ts";
+import { flatten, mergeSorted } from "./order.ts";
+import { LEDGER_PATH, isReservedPath } from "./reserved.ts";
+import { parseStatusFileName } from "./status-file.ts";
+
+/** The most keys a listing may delete: a count, or a share of the keys under the prefix. */
+export type DeleteLimit = { count: number } | { share: number };
+
+export const defaultDeleteLimit: DeleteLimit = { share: 0.5 };
+
+/** `"1000"` (keys) or `"25%"` (of the keys under the prefix). */
+export function parseDeleteLimit(text: string): DeleteLimit {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$/.exec(text);
+  if (!m?.[1]) throw new ConfigError(`max deletes must be a count or a percentage, got "${text}"`);
+  const n = Number(m[1]);
+  if (m[2] === "%") {
+    if (n > 100) throw new ConfigError(`max deletes cannot exceed 100%, got "${text}"`);
+    return { share: n / 100 };
+  }
+  if (!Number.isInteger(n)) throw new ConfigError(`max deletes count must be whole, got "${text}"`);
+  return { count: n };
+}
+
+export function formatDeleteLimit(limit: DeleteLimit): string {
+  return "count" in limit ? String(limit.count) : `${Math.round(limit.share * 10000) / 100}%`;
+}
+
+/** Delete candidates held in memory; beyond this, a second listing pass deletes them. */
+const CANDIDATES_IN_MEMORY = 100_000;
+
+type Side = { side: "source"; stats: ObjectStats } | { side: "dest"; obj: ListedObject };
+
+export interface ReconciliationOptions {
+  lakefs: LakefsClient;
+  repository: string;
+  destination: S3Destination;
+  commitId: string;
+  dedicated: boolean;
+  maxDeletes?: DeleteLimit | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * The reconciling full export: the commit's listing and the destination's listing, both in
+ * UTF-8 byte order, walked side by side. A key only the commit has is copied; a key on both
+ * sides is copied when size or content differ (by ETag: only equal ETags count as equal content) and otherwise checked for Content-Type and metadata by one HEAD; a key only
+ * the destination has is deleted.
+ *
+ * Deletes by listing are dangerous, so they are guarded: they happen only under a prefix
+ * lakefs-mirror owns (its ledger or a status file is at the root, or the caller says the prefix
+ * is dedicated; otherwise such keys are counted and kept), and only when there are no more than
+ * `maxDeletes`; more becomes a refusal that fails the export and deletes nothing. Status files
+ * and the reserved prefix are never candidates. Deletes come after every copy.
+ */
+export class Reconciliation {
+  readonly #o: ReconciliationOptions;
+
+  constructor(options: ReconciliationOptions) {
+    this.#o = options;
+  }
+
+  async *tasks(): AsyncGenerator<ExportTask> {
+    const owned = this.#o.dedicated || (await this.#owned());
+    const candidates: string[] = [];
+    let extra = 0;
+    let destKeys = 0;
+    for await (const { key, items } of this.#merge()) {
+      const [s, d] = items;
+      if (d) destKeys++;
+      if (s?.side === "source") {
+        if (d?.side !== "dest") yield { op: "copy", path: key, stats: s.stats, change: "missing" };
+        else yield compare(s.stats, d.obj);
+      } else if (d) {
+        extra++;
+        if (!owned) yield { op: "keep", path: key };
+        else if (candidates.length < CANDIDATES_IN_MEMORY) candidates.push(key);
+      }
+    }
+    if (!owned || extra === 0) return;
+    const limit = this.#o.maxDeletes ?? defaultDeleteLimit;
+    const allowed = "count" in limit ? limit.count : Math.floor(limit.share * destKeys);
+    if (extra > allowed) {
+      yield {
+        op: "refuse",
+        path: "",
+        reason:
+          `refused to delete ${extra} of ${destKeys} keys under the prefix that the commit lacks: ` +
+          `more than the max-deletes guard allows (${formatDeleteLimit(limit)}); nothing was deleted. ` +
+          `Check the destination, then raise the guard (export.maxDeletes, --max-deletes) to proceed`,
+      };
+      return;
+    }
+    if (candidates.length === extra) {
+      for (const path of candidates) yield { op: "delete", path };
+      return;
+    }
+    // Too many to hold: list both sides again and delete as the merge finds them.
+    for await (const { key, items } of this.#merge()) {
+      if (!items[0] && items[1]) yield { op: "delete", path: key };
+    }
+  }
+
+  #merge() {
+    const { lakefs, repository, commitId, destination, signal } = this.#o;
+    async function* source(): AsyncGenerator<Side> {
+      for await (const stats of flatten(lakefs.listObjects(repository, commitId, "", signal)))
+        if (stats.path_type === "object") yield { side: "source", stats };
+    }
+    async function* dest(): AsyncGenerator<Side> {
+      for await (const obj of flatten(destination.list("", signal)))
+        if (!isReservedPath(obj.path)) yield { side: "dest", obj };
+    }
+    return mergeSorted([source(), dest()], (i) =>
+      i.side === "source" ? i.stats.path : i.obj.path,
+    );
+  }
+
+  /** A prefix is lakefs-mirror's when its ledger or one of its status files is at the root. */
+  async #owned(): Promise<boolean> {
+    const { destination, signal } = this.#o;
+    if (await destination.head(LEDGER_PATH, signal)) return true;
+    for await (const page of destination.list("EXPORT_", signal)) {
+      if (page.some((o) => parseStatusFileName(o.path))) return true;
+    }
+    return false;
+  }
+}
+
+function compare(stats: ObjectStats, obj: ListedObject): ExportTask {
+  if ((stats.size_bytes ?? 0) !== obj.size)
+    return { op: "copy", path: stats.path, stats, change: "differs" };
+  // lakeFS's checksum of an S3-stored object is the ETag its upload got. Two different plain
+  // MD5s mean different bytes; a multipart ETag (`<md5>-<parts>`) depends on how the object was
+  // uploaded, so an unequal one says nothing: copy rather than guess.
+  if (stats.checksum.replaceAll('"', "") !== obj.etag)
+    return { op: "copy", path: stats.path, stats, change: "differs" };
+  return { op: "check", path: stats.path, stats };
+}

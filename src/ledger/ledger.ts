@@ -1,0 +1,186 @@
+import { LedgerError } from "../errors.ts";
+import { compareUtf8 } from "../export/order.ts";
+
+/**
+ * The lane ledger: what a destination holds, described by commits, so that every export knows
+ * exactly which keys may differ from the branch HEAD.
+ *
+ * Invariant: every key under the destination is as in `base`, except
+ *  - keys an unfinished attempt may have written: those are as in that attempt's commit;
+ *  - the `failed` paths, whose state is unknown (a copy or delete that did not complete).
+ * Copies and deletes of single keys are atomic in S3, and one lane runs one export at a time
+ * and waits for every request it started, so each key is in the state of exactly one of these
+ * commits. Hence the keys that may differ from HEAD are covered by the two-dot diffs from `base`
+ * and from each attempt to HEAD, plus the failed paths read again at HEAD.
+ */
+export interface Ledger {
+  format: 1;
+  repository: string;
+  branch: string;
+  /** null: unknown (no export completed, or the record was lost); only a full listing helps. */
+  base: string | null;
+  /** Commits of exports that started writing and never completed (killed, aborted, stopped). */
+  attempts: string[];
+  /** Paths the last completed export left undone, in UTF-8 byte order, with why. */
+  failed: FailedPath[];
+  /** Back-off for retrying `failed`: how many exports in a row they failed, and when next. */
+  retry: { count: number; notBefore: string } | null;
+  /** The newest commit a SUCCESS status file was written for. */
+  lastSuccess: string | null;
+  /** Bumped by every write: of two copies of a ledger, the higher wins. */
+  seq: number;
+  updatedAt: string;
+}
+
+export interface FailedPath {
+  path: string;
+  reason: string;
+  /** What failed; a copy when absent. */
+  op?: "copy" | "delete";
+}
+
+/** More unfinished attempts than this and a full listing is cheaper than that many diffs. */
+export const MAX_ATTEMPTS = 16;
+/** More failed paths than this are not tracked one by one: the attempt stays unfinished. */
+export const MAX_FAILED = 1000;
+
+export type Plan =
+  /** The destination equals HEAD and a SUCCESS status file says so. */
+  | { kind: "current" }
+  /** The destination equals HEAD but for failed paths whose back-off runs until `until`. */
+  | { kind: "wait"; until: Date }
+  /** No trustworthy base: merge the commit's listing with the destination's. */
+  | { kind: "reconcile"; reason: string }
+  /**
+   * Two-dot diffs from each of `from` to HEAD, plus `retry` read at HEAD. `carry` are failed
+   * paths whose back-off has not expired: not tried, still failed.
+   */
+  | { kind: "diff"; from: string[]; retry: FailedPath[]; carry: FailedPath[] };
+
+export function emptyLedger(repository: string, branch: string): Ledger {
+  return {
+    format: 1,
+    repository,
+    branch,
+    base: null,
+    attempts: [],
+    failed: [],
+    retry: null,
+    lastSuccess: null,
+    seq: 0,
+    updatedAt: new Date(0).toISOString(),
+  };
+}
+
+/** The cover rule: what the next export to `head` must look at. */
+export function planCover(ledger: Ledger, head: string, now: Date): Plan {
+  if (ledger.base === null) return { kind: "reconcile", reason: "no export of this lane is known" };
+  if (ledger.attempts.length > MAX_ATTEMPTS) {
+    return { kind: "reconcile", reason: `${ledger.attempts.length} unfinished exports` };
+  }
+  const from = [...new Set([ledger.base, ...ledger.attempts])].filter((c) => c !== head);
+  const due = ledger.retry === null || now.getTime() >= Date.parse(ledger.retry.notBefore);
+  const retry = due ? ledger.failed : [];
+  const carry = due ? [] : ledger.failed;
+  if (from.length === 0 && ledger.failed.length === 0 && ledger.lastSuccess === head) {
+    return { kind: "current" };
+  }
+  if (from.length === 0 && !due && ledger.retry) {
+    return { kind: "wait", until: new Date(ledger.retry.notBefore) };
+  }
+  return { kind: "diff", from, retry, carry };
+}
+
+/** Recorded before an export to `target` writes anything. */
+export function beginAttempt(ledger: Ledger, target: string, now: Date): Ledger {
+  if (ledger.attempts.includes(target)) return touch(ledger, {}, now);
+  return touch(ledger, { attempts: [...ledger.attempts, target] }, now);
+}
+
+/** After the SUCCESS status file for `target` is written. */
+export function completeSuccess(ledger: Ledger, target: string, now: Date): Ledger {
+  return touch(
+    ledger,
+    { base: target, attempts: [], failed: [], retry: null, lastSuccess: target },
+    now,
+  );
+}
+
+/**
+ * After the FAILURE status file for `target` is written. Everything the export covered is as in
+ * `target` except `unfinished`, so `target` becomes the base and those paths its exceptions. When
+ * the undone paths cannot be listed (too many, or a refusal such as the delete guard), the
+ * attempt stays unfinished and the next export covers it whole.
+ */
+export function completeFailure(
+  ledger: Ledger,
+  target: string,
+  unfinished: FailedPath[] | undefined,
+  options: { now: Date; retried: boolean; backoffSeconds: (failures: number) => number },
+): Ledger {
+  const { now } = options;
+  if (unfinished === undefined || unfinished.length > MAX_FAILED) return touch(ledger, {}, now);
+  const failed = [...unfinished].sort((a, b) => compareUtf8(a.path, b.path));
+  let retry = ledger.retry;
+  if (failed.length === 0) {
+    retry = null;
+  } else if (options.retried || retry === null || ledger.failed.length === 0) {
+    // The failed paths were tried again (or failed for the first time): back off further.
+    const count = ledger.failed.length === 0 ? 1 : (retry?.count ?? 0) + 1;
+    const notBefore = now.getTime() + options.backoffSeconds(count) * 1000;
+    retry = { count, notBefore: new Date(notBefore).toISOString() };
+  }
+  return touch(ledger, { base: target, attempts: [], failed, retry }, now);
+}
+
+function touch(ledger: Ledger, changes: Partial<Ledger>, now: Date): Ledger {
+  return { ...ledger, ...changes, seq: ledger.seq + 1, updatedAt: now.toISOString() };
+}
+
+const COMMIT = /^[0-9a-zA-Z]{1,128}$/;
+
+/** Checks a ledger read from a destination or the checkpoint store. */
+export function parseLedger(text: string, where: string): Ledger {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new LedgerError(`${where} is not JSON`, { cause: err });
+  }
+  const bad = (what: string) => new LedgerError(`${where}: ${what}`);
+  if (typeof v !== "object" || v === null) throw bad("not an object");
+  const l = v as Record<string, unknown>;
+  if (l.format !== 1) throw bad(`unknown format ${JSON.stringify(l.format)}`);
+  const commitOrNull = (x: unknown) => x === null || (typeof x === "string" && COMMIT.test(x));
+  if (typeof l.repository !== "string" || typeof l.branch !== "string")
+    throw bad("repository and branch must be strings");
+  if (!commitOrNull(l.base) || !commitOrNull(l.lastSuccess)) throw bad("bad commit ID");
+  if (
+    !Array.isArray(l.attempts) ||
+    !l.attempts.every((c) => typeof c === "string" && COMMIT.test(c))
+  )
+    throw bad("attempts must be a list of commit IDs");
+  if (
+    !Array.isArray(l.failed) ||
+    !l.failed.every(
+      (f: unknown) =>
+        typeof f === "object" &&
+        f !== null &&
+        typeof (f as FailedPath).path === "string" &&
+        typeof (f as FailedPath).reason === "string",
+    )
+  )
+    throw bad("failed must be a list of {path, reason}");
+  const r = l.retry as Ledger["retry"] | undefined;
+  if (
+    r !== null &&
+    (typeof r !== "object" ||
+      typeof r.count !== "number" ||
+      typeof r.notBefore !== "string" ||
+      Number.isNaN(Date.parse(r.notBefore)))
+  )
+    throw bad("retry must be null or {count, notBefore}");
+  if (typeof l.seq !== "number" || !Number.isInteger(l.seq) || l.seq < 0)
+    throw bad("seq must be a whole number");
+  return v as Ledger;
+}
