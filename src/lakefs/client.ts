@@ -228,6 +228,15 @@ export class LakefsClient {
     return res.reference;
   }
 
+  /** Reverts the changes of commit `ref` on `branch` with a new commit (lakeFS's revertBranch). */
+  async revert(repo: string, branch: string, ref: string): Promise<void> {
+    await this.#http.call(`/repositories/${seg(repo)}/branches/${seg(branch)}/revert`, {
+      method: "POST",
+      body: { ref, parent_number: 0 },
+      notFound: "ref",
+    });
+  }
+
   async hardReset(repo: string, branch: string, ref: string): Promise<void> {
     await this.#http.call(`/repositories/${seg(repo)}/branches/${seg(branch)}/hard_reset`, {
       method: "PUT",

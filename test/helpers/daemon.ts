@@ -126,7 +126,10 @@ export async function laneStatus(url: string): Promise<LaneStatus[]> {
   return ((await res.json()) as { lanes: LaneStatus[] }).lanes;
 }
 
-/** Resolves when the lane of (repository, branch) has exported `commitId` and is idle. */
+/**
+ * Resolves when the lane of (repository, branch) has exported `commitId` with a SUCCESS status
+ * file, has no failing paths and is idle.
+ */
 export function waitForExported(
   url: string,
   repository: string,
@@ -140,7 +143,11 @@ export function waitForExported(
       const lane = (await laneStatus(url)).find(
         (l) => l.repository === repository && l.branch === branch,
       );
-      return lane && lane.lastExportedCommit === commitId && lane.state === "idle"
+      return lane &&
+        lane.lastSuccessCommit === commitId &&
+        lane.lastExportedCommit === commitId &&
+        lane.failingPaths === 0 &&
+        lane.state === "idle"
         ? lane
         : undefined;
     },
