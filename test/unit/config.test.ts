@@ -77,6 +77,77 @@ describe("configuration", () => {
     );
   });
 
+  it("refuses counts below 1 and names the key", () => {
+    for (const [section, key] of [
+      ["export", "concurrency"],
+      ["scheduler", "maxParallelLanes"],
+      ["export", "multipartPartSizeBytes"],
+    ] as const) {
+      assert.throws(() => loadConfig({ env: {}, file: file({ [section]: { [key]: 0 } }) }), {
+        code: "LM_CONFIG",
+        message: new RegExp(`${section}\\.${key}`),
+      });
+    }
+    assert.throws(() => loadConfig({ env: { LAKEFS_MIRROR_CONCURRENCY: "0" } }), {
+      code: "LM_CONFIG",
+      message: /export\.concurrency/,
+    });
+    assert.throws(() => loadConfig({ env: {}, file: file({ export: { maxDeletes: "lots" } }) }), {
+      code: "LM_CONFIG",
+      message: /export\.maxDeletes/,
+    });
+  });
+
+  it("refuses mirrors that would write one place twice", () => {
+    const refused = (mirrors: unknown[], why: RegExp) =>
+      assert.throws(() => loadConfig({ env: {}, file: file({ mirrors }) }), {
+        code: "LM_CONFIG",
+        message: why,
+      });
+    refused(
+      [{ repository: "r", branches: ["main", "dev"], destination: "s3://bkt/x/" }],
+      /mirrors\[0\]\.destination must contain \{branch\}/,
+    );
+    refused(
+      [{ repository: "r", branches: ["release-*"], destination: "s3://bkt/{repository}/" }],
+      /must contain \{branch\}/,
+    );
+    refused(
+      [
+        { repository: "r", branches: ["main"], destination: "s3://bkt/x" },
+        { repository: "q", branches: ["main"], destination: "s3a://bkt/x/" },
+      ],
+      /mirrors\[0\] and mirrors\[1\] would both write s3:\/\/bkt\/x\//,
+    );
+    refused(
+      [
+        { repository: "r", branches: ["main"], destination: "s3://bkt/x/" },
+        { repository: "q", branches: ["main"], destination: "s3://bkt/x/inner/" },
+      ],
+      /mirrors\[0\] and mirrors\[1\]/,
+    );
+    refused(
+      [
+        { repository: "r", branches: ["a-*"], destination: "s3://bkt/{branch}/" },
+        { repository: "r", branches: ["b-*"], destination: "s3://bkt/{branch}" },
+      ],
+      /would both write s3:\/\/bkt\/\{branch\}\//,
+    );
+    // Distinct places are fine, and one branch needs no {branch}.
+    const ok = loadConfig({
+      env: {},
+      file: file({
+        mirrors: [
+          { repository: "r", branches: ["main"], destination: "s3://bkt/x/" },
+          { repository: "q", branches: ["main"], destination: "s3://bkt/xy/" },
+          { repository: "r", branches: ["f-*"], destination: "s3://bkt/{repository}/{branch}/" },
+          { repository: "q", branches: ["f-*"], destination: "s3://bkt/{repository}/{branch}/" },
+        ],
+      }),
+    });
+    assert.equal(ok.mirrors.length, 4);
+  });
+
   it("says when the file is not JSON", () => {
     assert.throws(() => loadConfig({ env: {}, file: file("{ mirrors: ") }), {
       code: "LM_CONFIG",

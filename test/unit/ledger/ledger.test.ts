@@ -1,0 +1,182 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  MAX_ATTEMPTS,
+  MAX_FAILED,
+  beginAttempt,
+  completeFailure,
+  completeSuccess,
+  emptyLedger,
+  parseLedger,
+  planCover,
+} from "../../../src/ledger/ledger.ts";
+import type { Ledger } from "../../../src/ledger/ledger.ts";
+
+const t0 = new Date("2026-11-25T10:00:00Z");
+const later = (s: number) => new Date(t0.getTime() + s * 1000);
+const backoffSeconds = (n: number) => 10 * 2 ** (n - 1);
+const at = (ledger: Partial<Ledger>): Ledger => ({ ...emptyLedger("repo", "main"), ...ledger });
+const fail = (path: string) => ({ path, reason: `${path} is gone` });
+
+describe("lane ledger: the cover rule", () => {
+  it("with no base, asks for a reconciling full export", () => {
+    assert.equal(planCover(emptyLedger("repo", "main"), "c1", t0).kind, "reconcile");
+  });
+
+  it("after a SUCCESS, a new HEAD is covered by the diff from the exported commit alone", () => {
+    const ledger = completeSuccess(beginAttempt(at({ base: "c0" }), "c1", t0), "c1", t0);
+    assert.deepEqual(planCover(ledger, "c2", t0), {
+      kind: "diff",
+      from: ["c1"],
+      retry: [],
+      carry: [],
+    });
+  });
+
+  it("a commit already exported with SUCCESS needs nothing", () => {
+    const ledger = completeSuccess(at({ base: "c0" }), "c1", t0);
+    assert.deepEqual(planCover(ledger, "c1", t0), { kind: "current" });
+  });
+
+  it("an unfinished attempt is covered by its own diff to HEAD, even after HEAD moved back", () => {
+    // c1 exported; an export to c2 started and died; then the branch was reset to c1.
+    const ledger = beginAttempt(at({ base: "c1", lastSuccess: "c1" }), "c2", t0);
+    assert.deepEqual(planCover(ledger, "c1", t0), {
+      kind: "diff",
+      from: ["c2"],
+      retry: [],
+      carry: [],
+    });
+    // Reverted instead: HEAD is a new commit c3 whose tree equals c1's.
+    assert.deepEqual(planCover(ledger, "c3", t0), {
+      kind: "diff",
+      from: ["c1", "c2"],
+      retry: [],
+      carry: [],
+    });
+  });
+
+  it("an attempt at HEAD itself adds no diff: the diff from the base covers what it wrote", () => {
+    const ledger = beginAttempt(at({ base: "c1", lastSuccess: "c1" }), "c2", t0);
+    assert.deepEqual(planCover(ledger, "c2", t0), {
+      kind: "diff",
+      from: ["c1"],
+      retry: [],
+      carry: [],
+    });
+  });
+
+  it("every attempt since the base stays covered until one export completes", () => {
+    let ledger = at({ base: "c1", lastSuccess: "c1" });
+    for (const c of ["c2", "c3", "c2", "c4"]) ledger = beginAttempt(ledger, c, t0);
+    assert.deepEqual(ledger.attempts, ["c2", "c3", "c4"]);
+    const plan = planCover(ledger, "c5", t0);
+    assert.equal(plan.kind, "diff");
+    assert.deepEqual(plan.kind === "diff" && plan.from, ["c1", "c2", "c3", "c4"]);
+    assert.deepEqual(completeSuccess(ledger, "c5", t0).attempts, []);
+  });
+
+  it("too many unfinished attempts make a full listing cheaper than their diffs", () => {
+    let ledger = at({ base: "c0" });
+    for (let i = 0; i <= MAX_ATTEMPTS; i++) ledger = beginAttempt(ledger, `c${i + 1}`, t0);
+    assert.equal(planCover(ledger, "c99", t0).kind, "reconcile");
+  });
+
+  it("after a FAILURE, the attempt is the base and only the failed paths are retried", () => {
+    const begun = beginAttempt(at({ base: "c1", lastSuccess: "c1" }), "c2", t0);
+    const failed = completeFailure(begun, "c2", [fail("b/x"), fail("a/y")], {
+      now: t0,
+      retried: false,
+      backoffSeconds,
+    });
+    assert.equal(failed.base, "c2");
+    assert.equal(failed.lastSuccess, "c1", "a FAILURE is no SUCCESS");
+    assert.deepEqual(failed.attempts, []);
+    assert.deepEqual(
+      failed.failed.map((f) => f.path),
+      ["a/y", "b/x"],
+      "kept in path order",
+    );
+    // HEAD unchanged: before the back-off ends there is nothing to do; after it, only the failed paths.
+    assert.deepEqual(planCover(failed, "c2", later(5)), { kind: "wait", until: later(10) });
+    assert.deepEqual(planCover(failed, "c2", later(10)), {
+      kind: "diff",
+      from: [],
+      retry: failed.failed,
+      carry: [],
+    });
+  });
+
+  it("a new commit during the back-off is exported at once, the failed paths carried along", () => {
+    const failed = completeFailure(at({ base: "c1" }), "c2", [fail("x")], {
+      now: t0,
+      retried: false,
+      backoffSeconds,
+    });
+    assert.deepEqual(planCover(failed, "c3", later(1)), {
+      kind: "diff",
+      from: ["c2"],
+      retry: [],
+      carry: failed.failed,
+    });
+  });
+
+  it("failing again after a retry backs off longer; carrying them does not", () => {
+    const opts = (now: Date, retried: boolean) => ({ now, retried, backoffSeconds });
+    const first = completeFailure(at({ base: "c1" }), "c2", [fail("x")], opts(t0, false));
+    assert.deepEqual(first.retry, { count: 1, notBefore: later(10).toISOString() });
+    const carried = completeFailure(first, "c3", [fail("x")], opts(later(2), false));
+    assert.deepEqual(carried.retry, first.retry);
+    const again = completeFailure(carried, "c3", [fail("x")], opts(later(11), true));
+    assert.deepEqual(again.retry, { count: 2, notBefore: later(31).toISOString() });
+    assert.equal(completeSuccess(again, "c3", later(40)).retry, null);
+  });
+
+  it("a FAILURE whose undone paths cannot be listed leaves the attempt unfinished", () => {
+    const begun = beginAttempt(at({ base: "c1", lastSuccess: "c1" }), "c2", t0);
+    const opts = { now: t0, retried: false, backoffSeconds };
+    for (const unfinished of [
+      undefined,
+      Array.from({ length: MAX_FAILED + 1 }, (_, i) => fail(`p${i}`)),
+    ]) {
+      const after = completeFailure(begun, "c2", unfinished, opts);
+      assert.equal(after.base, "c1");
+      assert.deepEqual(after.attempts, ["c2"]);
+      assert.deepEqual(planCover(after, "c3", t0), {
+        kind: "diff",
+        from: ["c1", "c2"],
+        retry: [],
+        carry: [],
+      });
+    }
+  });
+
+  it("every write bumps seq, so the newer of two copies can be told", () => {
+    const a = emptyLedger("repo", "main");
+    const b = beginAttempt(a, "c1", t0);
+    const c = completeSuccess(b, "c1", t0);
+    assert.ok(a.seq < b.seq && b.seq < c.seq);
+  });
+
+  it("reads back what it writes and names what is wrong in a damaged record", () => {
+    const ledger = completeFailure(at({ base: "c1" }), "c2", [fail("x")], {
+      now: t0,
+      retried: false,
+      backoffSeconds,
+    });
+    assert.deepEqual(parseLedger(JSON.stringify(ledger), "test"), ledger);
+    assert.throws(() => parseLedger("{", "s3://b/_lakefs_mirror/ledger.json"), {
+      code: "LM_LEDGER",
+      message: /ledger\.json is not JSON/,
+    });
+    assert.throws(() => parseLedger(JSON.stringify({ ...ledger, format: 2 }), "x"), /format 2/);
+    assert.throws(
+      () => parseLedger(JSON.stringify({ ...ledger, attempts: ["not a commit!"] }), "x"),
+      /attempts/,
+    );
+    assert.throws(
+      () => parseLedger(JSON.stringify({ ...ledger, failed: [{ path: 1 }] }), "x"),
+      /failed/,
+    );
+  });
+});
