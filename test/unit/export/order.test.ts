@@ -13,7 +13,7 @@ describe("path order", () => {
 
   it("merges sorted streams, grouping the items that share a key", async () => {
     async function* s(...keys: string[]) {
-      for (const k of keys) yield k;
+      for (const k of keys) yield await Promise.resolve(k);
     }
     const out: string[] = [];
     for await (const { key, items } of mergeSorted([s("a", "c", "d"), ["b", "c"], s()], (k) => k))
