@@ -1,6 +1,7 @@
 // npm run bench: lakefs-mirror against its peers on the local stack, as ratios from one run.
 //   (a) full export of N small objects        vs rclone sync of the branch (lakeFS S3 gateway)
 //   (b) incremental export of k changed of N  vs rclone sync of the same branch
+//   (d) export --sync of an equal mirror, then of one with 1 % drift, vs rclone sync
 //   (c) a few large objects, streamed and server-side, vs rclone sync and a raw GET+PUT baseline
 // Each contender runs as its own process; peak RSS is its VmHWM, polled from /proc.
 import { spawn, execFileSync } from "node:child_process";
@@ -8,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { parseS3Uri } from "../../src/s3/uri.ts";
 import { actionFor } from "../helpers/daemon.ts";
 import { fileURLToPath } from "node:url";
@@ -179,6 +180,65 @@ async function main() {
     ...b2,
   });
 
+  // (d) the reconciling full export (--sync) against rclone sync, both on a mirror of c2 that is
+  // already equal, then on one with 1 % drift (the same keys deleted, overwritten and added on
+  // both tools' prefixes).
+  const syncMirror = () => mirror([repo, `s3://${bucket}/mirror/`, `--commit_id=${c2}`, "--sync"]);
+  const syncRclone = () =>
+    run(
+      "rclone",
+      ["sync", `lakefs:${repo}/${c2}/`, `dest:${bucket}/rclone/`, ...rcloneFlags],
+      renv,
+    );
+  const dEqual = `(d) --sync, ${N} equal`;
+  results.push({
+    scenario: dEqual,
+    tool: "lakefs-mirror",
+    objects: N,
+    bytes: 0,
+    ...(await syncMirror()),
+  });
+  results.push({
+    scenario: dEqual,
+    tool: "rclone sync",
+    objects: N,
+    bytes: 0,
+    ...(await syncRclone()),
+  });
+  const drift = Math.max(3, Math.floor(N / 100));
+  const driftKeys = Array.from({ length: drift }, (_, j) => Math.floor((j * N) / drift) + 1);
+  for (const prefix of ["mirror/", "rclone/"]) {
+    await Promise.all(
+      driftKeys.map(async (i, j) => {
+        const key = `${prefix}${pathOf(i % N)}`;
+        if (j % 3 === 0) await stack.s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+        else if (j % 3 === 1)
+          await stack.s3.send(
+            new PutObjectCommand({ Bucket: bucket, Key: key, Body: randomBytes(small(i % N) + 1) }),
+          );
+        else
+          await stack.s3.send(
+            new PutObjectCommand({ Bucket: bucket, Key: `${prefix}stray/${i}.bin`, Body: "x" }),
+          );
+      }),
+    );
+  }
+  const dDrift = `(d) --sync, ${N} with ${drift} drifted`;
+  results.push({
+    scenario: dDrift,
+    tool: "lakefs-mirror",
+    objects: N,
+    bytes: 0,
+    ...(await syncMirror()),
+  });
+  results.push({
+    scenario: dDrift,
+    tool: "rclone sync",
+    objects: N,
+    bytes: 0,
+    ...(await syncRclone()),
+  });
+
   // (b) again through the daemon: lakeFS's post-commit action calls it, and the clock runs from
   // the commit call's return to the SUCCESS status file's appearance at the destination.
   const daemon = await startBenchDaemon(stack, repo, `s3://${bucket}/mirror/`, env);
@@ -304,7 +364,7 @@ function report(results: Measure[], latencies: number[]) {
   const text = [
     `Command: \`npm run bench\` (BENCH_OBJECTS=${N} BENCH_CHANGED=${K} BENCH_LARGE_COUNT=${LARGE_COUNT} BENCH_LARGE_MIB=${LARGE_MIB}), ${new Date().toISOString()}`,
     `Versions: ${versions}. lakefs-mirror runs with --concurrency=32; rclone with ${rcloneFlags.join(" ")}.`,
-    "Ratio: the peer's wall time over this row's (above 1 = faster than the peer). Peer: rclone sync for (a) and (b), the raw GET+PUT baseline for (c).",
+    "Ratio: the peer's wall time over this row's (above 1 = faster than the peer). Peer: rclone sync for (a), (b) and (d), the raw GET+PUT baseline for (c). (d) compares every object of the commit with the mirror (objects/s counts objects compared); drift: a third of the drifted keys deleted, a third overwritten with other bytes, a third added as strays.",
     "",
     "| scenario | tool | objects/s | MB/s | wall s | peak RSS MB | vs peer |",
     "|---|---|---|---|---|---|---|",
