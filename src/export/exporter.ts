@@ -295,7 +295,10 @@ export class Exporter {
       switch (task.op) {
         case "delete":
           // A key lakefs-mirror keeps there was never mirrored from lakeFS: nothing to delete.
-          if (isReservedPath(task.path)) return;
+          if (isReservedPath(task.path)) {
+            done(task.path);
+            return;
+          }
           deletes.push(task.path);
           if (deletes.length >= DELETE_BATCH) await flushDeletes();
           return;
@@ -397,23 +400,24 @@ export class Exporter {
     deleteLater: (path: string) => void,
   ): Promise<void> {
     try {
-      if (isReservedPath(task.path)) throw new ObjectRefusedError(reservedReason(task.path));
-      let stats: ObjectStats;
+      let stats: ObjectStats | undefined;
       if (task.op === "sync") {
         try {
           stats = await this.#stat(commitId, task.path, signal);
         } catch (err) {
           if (!(err instanceof LakefsNotFoundError)) throw err;
-          deleteLater(task.path);
+          // Gone from the commit. A reserved key at the destination is lakefs-mirror's own.
+          if (isReservedPath(task.path)) done(task.path);
+          else deleteLater(task.path);
           return;
         }
-      } else {
-        // A diff entry carries no physical address: stat it (by commit ID) to learn one.
-        stats =
-          "stats" in task && task.stats
-            ? task.stats
-            : await this.#stat(commitId, task.path, signal);
       }
+      if (isReservedPath(task.path)) throw new ObjectRefusedError(reservedReason(task.path));
+      // A diff entry carries no physical address: stat it (by commit ID) to learn one.
+      stats ??=
+        task.op !== "sync" && task.stats
+          ? task.stats
+          : await this.#stat(commitId, task.path, signal);
       if (task.op === "check" && (await this.#sameMeta(task.path, stats, signal))) {
         progress.unchanged++;
         done(task.path);
