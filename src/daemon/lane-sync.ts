@@ -3,10 +3,17 @@ import type { Config } from "../config.ts";
 import { ExportFailedError, LakefsNotFoundError, errorMessage } from "../errors.ts";
 import { Exporter } from "../export/exporter.ts";
 import type { ExportResult } from "../export/exporter.ts";
-import { parseDeleteLimit } from "../export/reconcile.ts";
+import { parseDeleteLimit, prefixOwned } from "../export/reconcile.ts";
 import { listStatusFiles } from "../export/status-file.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
-import { beginAttempt, completeFailure, completeSuccess, planCover } from "../ledger/ledger.ts";
+import {
+  beginAttempt,
+  completeFailure,
+  completeSuccess,
+  isNew,
+  planCover,
+  withShared,
+} from "../ledger/ledger.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { LedgerStore } from "../ledger/ledger-store.ts";
 import type { S3Destination } from "../s3/destination.ts";
@@ -163,17 +170,23 @@ export function createLaneRunner(deps: LaneSyncDeps) {
       lane.lastError = undefined;
       return "done";
     }
+    // Whose the prefix is, decided once, before this lane writes anything of its own there:
+    // keys found under a prefix with no ledger or status file of ours are someone else's.
+    if (isNew(ledger))
+      ledger = withShared(ledger, !(lane.dedicated || (await prefixOwned(dest, signal))));
     // Recorded before the first write: whatever happens next, the next export covers it.
     ledger = beginAttempt(ledger, head, new Date());
     await deps.ledgers.save(lane, dest, ledger, signal);
     show(ledger);
 
     const exporter = exporterFor(lane, dest);
+    const owned = !ledger.shared;
     const reconcile = () =>
       exporter.exportReconciling(
         head,
         {
           dedicated: lane.dedicated,
+          owned,
           maxDeletes: parseDeleteLimit(config.export.maxDeletes),
         },
         signal,
@@ -200,6 +213,8 @@ export function createLaneRunner(deps: LaneSyncDeps) {
       }
     }
     metrics.export(lane, result);
+    // A listing that found nothing foreign left makes the prefix the lane's own from now on.
+    if (mode === "reconcile" && result.kept === 0) ledger = withShared(ledger, false);
 
     const retried = mode === "reconcile" || (plan.kind === "diff" && plan.retry.length > 0);
     ledger =

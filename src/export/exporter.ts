@@ -105,6 +105,8 @@ export interface CoverOptions {
 export interface ReconcileOptions {
   /** Delete keys the commit lacks even when no status file or ledger marks the prefix as ours. */
   dedicated?: boolean;
+  /** Whether the prefix is lakefs-mirror's, when the caller knows (the daemon's ledger does). */
+  owned?: boolean;
   /** The most keys a listing may delete; more turns the export into a FAILURE. */
   maxDeletes?: DeleteLimit;
 }
@@ -237,6 +239,7 @@ export class Exporter {
       destination: this.#o.destination,
       commitId,
       dedicated: options.dedicated ?? false,
+      owned: options.owned,
       maxDeletes: options.maxDeletes,
       signal,
     }).tasks();

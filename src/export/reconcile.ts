@@ -40,6 +40,8 @@ export interface ReconciliationOptions {
   destination: S3Destination;
   commitId: string;
   dedicated: boolean;
+  /** Whether the prefix is lakefs-mirror's, when the caller knows; probed when undefined. */
+  owned?: boolean | undefined;
   maxDeletes?: DeleteLimit | undefined;
   signal?: AbortSignal | undefined;
 }
@@ -54,7 +56,8 @@ export interface ReconciliationOptions {
  * lakefs-mirror owns (its ledger or a status file is at the root, or the caller says the prefix
  * is dedicated; otherwise such keys are counted and kept), and only when there are no more than
  * `maxDeletes`; more becomes a refusal that fails the export and deletes nothing. Status files
- * and the reserved prefix are never candidates. Deletes come after every copy.
+ * and the reserved prefix are never candidates. Deletes come after every copy. On an owned
+ * prefix the guard is decided by a first listing pass, before anything is written.
  */
 export class Reconciliation {
   readonly #o: ReconciliationOptions;
@@ -64,13 +67,21 @@ export class Reconciliation {
   }
 
   async *tasks(): AsyncGenerator<ExportTask> {
-    const owned = this.#o.dedicated || (await this.#owned());
+    const { destination, signal } = this.#o;
+    const owned = this.#o.dedicated || (this.#o.owned ?? (await prefixOwned(destination, signal)));
+    if (owned) {
+      // The guard decides before anything is written: a refused export that copied first
+      // would raise the number of keys the share is taken from, and the next try would pass.
+      const refusal = await this.#guard();
+      if (refusal) {
+        yield { op: "refuse", path: "", reason: refusal };
+        return;
+      }
+    }
     const candidates: string[] = [];
     let extra = 0;
-    let destKeys = 0;
     for await (const { key, items } of this.#merge()) {
       const [s, d] = items;
-      if (d) destKeys++;
       if (s?.side === "source") {
         if (d?.side !== "dest") yield { op: "copy", path: key, stats: s.stats, change: "missing" };
         else yield compare(s.stats, d.obj);
@@ -81,19 +92,6 @@ export class Reconciliation {
       }
     }
     if (!owned || extra === 0) return;
-    const limit = this.#o.maxDeletes ?? defaultDeleteLimit;
-    const allowed = "count" in limit ? limit.count : Math.floor(limit.share * destKeys);
-    if (extra > allowed) {
-      yield {
-        op: "refuse",
-        path: "",
-        reason:
-          `refused to delete ${extra} of ${destKeys} keys under the prefix that the commit lacks: ` +
-          `more than the max-deletes guard allows (${formatDeleteLimit(limit)}); nothing was deleted. ` +
-          `Check the destination, then raise the guard (export.maxDeletes, --max-deletes) to proceed`,
-      };
-      return;
-    }
     if (candidates.length === extra) {
       for (const path of candidates) yield { op: "delete", path };
       return;
@@ -102,6 +100,25 @@ export class Reconciliation {
     for await (const { key, items } of this.#merge()) {
       if (!items[0] && items[1]) yield { op: "delete", path: key };
     }
+  }
+
+  /** Why the deletes this export would make are too many, or undefined when they are not. */
+  async #guard(): Promise<string | undefined> {
+    let extra = 0;
+    let keys = 0;
+    for await (const { items } of this.#merge()) {
+      if (!items[1]) continue;
+      keys++;
+      if (!items[0]) extra++;
+    }
+    const limit = this.#o.maxDeletes ?? defaultDeleteLimit;
+    const allowed = "count" in limit ? limit.count : Math.floor(limit.share * keys);
+    if (extra <= allowed) return undefined;
+    return (
+      `refused to delete ${extra} of ${keys} keys under the prefix that the commit lacks: ` +
+      `more than the max-deletes guard allows (${formatDeleteLimit(limit)}); nothing was written. ` +
+      `Check the destination, then raise the guard (export.maxDeletes, --max-deletes) to proceed`
+    );
   }
 
   #merge() {
@@ -118,16 +135,15 @@ export class Reconciliation {
       i.side === "source" ? i.stats.path : i.obj.path,
     );
   }
+}
 
-  /** A prefix is lakefs-mirror's when its ledger or one of its status files is at the root. */
-  async #owned(): Promise<boolean> {
-    const { destination, signal } = this.#o;
-    if (await destination.head(LEDGER_PATH, signal)) return true;
-    for await (const page of destination.list("EXPORT_", signal)) {
-      if (page.some((o) => parseStatusFileName(o.path))) return true;
-    }
-    return false;
+/** A prefix is lakefs-mirror's when its ledger or one of its status files is at the root. */
+export async function prefixOwned(dest: S3Destination, signal?: AbortSignal): Promise<boolean> {
+  if (await dest.head(LEDGER_PATH, signal)) return true;
+  for await (const page of dest.list("EXPORT_", signal)) {
+    if (page.some((o) => parseStatusFileName(o.path))) return true;
   }
+  return false;
 }
 
 function compare(stats: ObjectStats, obj: ListedObject): ExportTask {

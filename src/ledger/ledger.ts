@@ -27,6 +27,11 @@ export interface Ledger {
   retry: { count: number; notBefore: string } | null;
   /** The newest commit a SUCCESS status file was written for. */
   lastSuccess: string | null;
+  /**
+   * The lane found keys that are not lakefs-mirror's under its prefix when it first came there
+   * (and was not told the prefix is dedicated): full listings never delete there.
+   */
+  shared: boolean;
   /** Bumped by every write: of two copies of a ledger, the higher wins. */
   seq: number;
   updatedAt: string;
@@ -67,6 +72,7 @@ export function emptyLedger(repository: string, branch: string): Ledger {
     failed: [],
     retry: null,
     lastSuccess: null,
+    shared: false,
     seq: 0,
     updatedAt: new Date(0).toISOString(),
   };
@@ -89,6 +95,16 @@ export function planCover(ledger: Ledger, head: string, now: Date): Plan {
     return { kind: "wait", until: new Date(ledger.retry.notBefore) };
   }
   return { kind: "diff", from, retry, carry };
+}
+
+/** Whether nothing is known of this lane yet: no record anywhere, no export ever started. */
+export function isNew(ledger: Ledger): boolean {
+  return ledger.seq === 0 && ledger.base === null && ledger.attempts.length === 0;
+}
+
+/** Records whether the prefix holds keys that are not lakefs-mirror's (see `shared`). */
+export function withShared(ledger: Ledger, shared: boolean): Ledger {
+  return ledger.shared === shared ? ledger : { ...ledger, shared };
 }
 
 /** Recorded before an export to `target` writes anything. */
@@ -182,5 +198,6 @@ export function parseLedger(text: string, where: string): Ledger {
     throw bad("retry must be null or {count, notBefore}");
   if (typeof l.seq !== "number" || !Number.isInteger(l.seq) || l.seq < 0)
     throw bad("seq must be a whole number");
+  if (typeof l.shared !== "boolean") throw bad("shared must be true or false");
   return v as Ledger;
 }
