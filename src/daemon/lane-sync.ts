@@ -3,7 +3,7 @@ import type { Config } from "../config.ts";
 import { ExportFailedError, LakefsNotFoundError, errorMessage } from "../errors.ts";
 import { Exporter } from "../export/exporter.ts";
 import type { ExportResult } from "../export/exporter.ts";
-import { parseDeleteLimit, prefixOwned } from "../export/reconcile.ts";
+import { parseDeleteLimit, prefixState } from "../export/reconcile.ts";
 import { listStatusFiles } from "../export/status-file.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import {
@@ -12,7 +12,7 @@ import {
   completeSuccess,
   isNew,
   planCover,
-  withShared,
+  withPrefix,
 } from "../ledger/ledger.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { LedgerStore } from "../ledger/ledger-store.ts";
@@ -170,23 +170,24 @@ export function createLaneRunner(deps: LaneSyncDeps) {
       lane.lastError = undefined;
       return "done";
     }
-    // Whose the prefix is, decided once, before this lane writes anything of its own there:
-    // keys found under a prefix with no ledger or status file of ours are someone else's.
-    if (isNew(ledger))
-      ledger = withShared(ledger, !(lane.dedicated || (await prefixOwned(dest, signal))));
+    // What the prefix holds, looked at once, before this lane writes anything of its own there:
+    // keys under a prefix with no ledger or status file of ours are someone else's.
+    if (isNew(ledger)) ledger = withPrefix(ledger, await prefixState(dest, signal));
     // Recorded before the first write: whatever happens next, the next export covers it.
     ledger = beginAttempt(ledger, head, new Date());
     await deps.ledgers.save(lane, dest, ledger, signal);
     show(ledger);
 
     const exporter = exporterFor(lane, dest);
-    const owned = !ledger.shared;
+    const owned = lane.dedicated || ledger.prefix !== "foreign";
+    const unguarded = ledger.prefix === "empty";
     const reconcile = () =>
       exporter.exportReconciling(
         head,
         {
           dedicated: lane.dedicated,
           owned,
+          unguarded,
           maxDeletes: parseDeleteLimit(config.export.maxDeletes),
         },
         signal,
@@ -214,7 +215,8 @@ export function createLaneRunner(deps: LaneSyncDeps) {
     }
     metrics.export(lane, result);
     // A listing that found nothing foreign left makes the prefix the lane's own from now on.
-    if (mode === "reconcile" && result.kept === 0) ledger = withShared(ledger, false);
+    if (mode === "reconcile" && result.kept === 0 && ledger.prefix === "foreign")
+      ledger = withPrefix(ledger, "owned");
 
     const retried = mode === "reconcile" || (plan.kind === "diff" && plan.retry.length > 0);
     ledger =

@@ -1,5 +1,11 @@
 import type { Logger } from "pino";
-import { AbortedError, LakefsNotFoundError, ObjectRefusedError, errorMessage } from "../errors.ts";
+import {
+  AbortedError,
+  LakefsNotFoundError,
+  ObjectRefusedError,
+  errorMessage,
+  isRetriable,
+} from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import type { ObjectStats } from "../lakefs/types.ts";
 import type { FailedPath } from "../ledger/ledger.ts";
@@ -107,11 +113,14 @@ export interface ReconcileOptions {
   dedicated?: boolean;
   /** Whether the prefix is lakefs-mirror's, when the caller knows (the daemon's ledger does). */
   owned?: boolean;
+  /** Every key under the prefix is the caller's own: no max-deletes guard. */
+  unguarded?: boolean;
   /** The most keys a listing may delete; more turns the export into a FAILURE. */
   maxDeletes?: DeleteLimit;
 }
 
 const DELETE_BATCH = 1000;
+const STOP_AFTER_TRANSIENT_FAILURES = 3;
 
 /**
  * The export engine behind all three modes of lakeFS's Spark exporter and the daemon: a
@@ -240,6 +249,7 @@ export class Exporter {
       commitId,
       dedicated: options.dedicated ?? false,
       owned: options.owned,
+      unguarded: options.unguarded,
       maxDeletes: options.maxDeletes,
       signal,
     }).tasks();
@@ -276,14 +286,24 @@ export class Exporter {
         undone.push({ path, reason, ...(op ? { op } : {}) });
       else undone = undefined;
     };
-    const fail = (op: "copy" | "delete", path: string, reason: string, line = reason) => {
+    // Failures in a row that outlived their retries and may succeed later (lakeFS or S3 away,
+    // not one object's problem): this many stop the export instead of failing object after
+    // object, each after a full retry budget.
+    let streak = 0;
+    let stopped: unknown;
+    const fail = (op: "copy" | "delete", path: string, err: unknown, line?: string) => {
+      const reason = errorMessage(err);
       progress.failed++;
-      if (failures.length < MAX_FAILURE_LINES) failures.push(failureLine(op, path, line));
+      if (failures.length < MAX_FAILURE_LINES) failures.push(failureLine(op, path, line ?? reason));
       leftUndone(path, reason, op);
+      if (isRetriable(err) && ++streak >= STOP_AFTER_TRANSIENT_FAILURES) stopped ??= err;
     };
     // Carried failures stay failed unless this export writes their path after all.
     const carried = new Map((cover.carry ?? []).map((f) => [f.path, f]));
-    const done = (path: string) => carried.delete(path);
+    const done = (path: string) => {
+      streak = 0;
+      carried.delete(path);
+    };
 
     const pool = new TaskPool(this.#o.concurrency);
     const deferred = new Map<number, ExportTask[]>();
@@ -331,7 +351,7 @@ export class Exporter {
     const first = this.#rounds.order[0] ?? 0;
     try {
       for await (const task of tasks) {
-        if (signal?.aborted) break;
+        if (signal?.aborted || stopped !== undefined) break;
         const round = this.#rounds.of(task.path);
         if (round === first) await runTask(task);
         else {
@@ -346,7 +366,7 @@ export class Exporter {
       for (const round of this.#rounds.order.slice(1)) {
         const pending = deferred.get(round) ?? [];
         // A failed round stops the rounds after it, as in the Spark exporter.
-        if (progress.failed > 0 || signal?.aborted) {
+        if (progress.failed > 0 || signal?.aborted || stopped !== undefined) {
           for (const t of pending)
             if (t.op !== "keep" && t.op !== "refuse")
               leftUndone(t.path, "not exported: an earlier round failed");
@@ -366,6 +386,13 @@ export class Exporter {
     if (signal?.aborted) throw new AbortedError(`export of ${commitId} aborted`);
     for (const f of carried.values())
       fail(f.op ?? "copy", f.path, f.reason, `not retried yet (backing off): ${f.reason}`);
+    if (stopped !== undefined) {
+      // What the export did not reach is unknown: the whole attempt stays to be covered.
+      failures.push(
+        `export stopped after ${STOP_AFTER_TRANSIENT_FAILURES} failures in a row: ${errorMessage(stopped)}`,
+      );
+      undone = undefined;
+    }
 
     const status: ExportStatus = progress.failed === 0 ? "SUCCESS" : "FAILURE";
     const statusKey = statusFileName(commitId, status, new Date());
@@ -397,7 +424,7 @@ export class Exporter {
     commitId: string,
     task: Extract<ExportTask, { op: "copy" | "sync" | "check" }>,
     progress: ExportProgress,
-    fail: (op: "copy" | "delete", path: string, reason: string) => void,
+    fail: (op: "copy" | "delete", path: string, err: unknown) => void,
     done: (path: string) => void,
     signal: AbortSignal | undefined,
     deleteLater: (path: string) => void,
@@ -438,8 +465,7 @@ export class Exporter {
       done(task.path);
     } catch (err) {
       if (signal?.aborted) return;
-      const reason = errorMessage(err);
-      fail("copy", task.path, reason);
+      fail("copy", task.path, err);
       this.#o.logger.warn({ path: task.path, err }, "copy failed");
     } finally {
       this.#o.onProgress?.(progress);
@@ -467,7 +493,7 @@ export class Exporter {
   async #deleteBatch(
     paths: string[],
     progress: ExportProgress,
-    fail: (op: "copy" | "delete", path: string, reason: string) => void,
+    fail: (op: "copy" | "delete", path: string, err: unknown) => void,
     done: (path: string) => void,
     signal?: AbortSignal,
   ): Promise<void> {
@@ -482,7 +508,7 @@ export class Exporter {
       progress.deleted += paths.length - refused.length;
     } catch (err) {
       if (signal?.aborted) return;
-      for (const p of paths) fail("delete", p, errorMessage(err));
+      for (const p of paths) fail("delete", p, err);
     }
     this.#o.onProgress?.(progress);
   }

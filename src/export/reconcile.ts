@@ -1,6 +1,7 @@
 import { ConfigError } from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import type { ObjectStats } from "../lakefs/types.ts";
+import type { PrefixState } from "../ledger/ledger.ts";
 import type { ListedObject, S3Destination } from "../s3/destination.ts";
 import type { ExportTask } from "./exporter.ts";
 import { flatten, mergeSorted } from "./order.ts";
@@ -42,6 +43,11 @@ export interface ReconciliationOptions {
   dedicated: boolean;
   /** Whether the prefix is lakefs-mirror's, when the caller knows; probed when undefined. */
   owned?: boolean | undefined;
+  /**
+   * Skip the max-deletes guard: the caller knows every key under the prefix is its own (the
+   * daemon's ledger says the prefix was empty when its lane began).
+   */
+  unguarded?: boolean | undefined;
   maxDeletes?: DeleteLimit | undefined;
   signal?: AbortSignal | undefined;
 }
@@ -69,7 +75,7 @@ export class Reconciliation {
   async *tasks(): AsyncGenerator<ExportTask> {
     const { destination, signal } = this.#o;
     const owned = this.#o.dedicated || (this.#o.owned ?? (await prefixOwned(destination, signal)));
-    if (owned) {
+    if (owned && !this.#o.unguarded) {
       // The guard decides before anything is written: a refused export that copied first
       // would raise the number of keys the share is taken from, and the next try would pass.
       const refusal = await this.#guard();
@@ -144,6 +150,17 @@ export async function prefixOwned(dest: S3Destination, signal?: AbortSignal): Pr
     if (page.some((o) => parseStatusFileName(o.path))) return true;
   }
   return false;
+}
+
+/** What a prefix holds: nothing but lakefs-mirror's records, or more (whose?). */
+export async function prefixState(dest: S3Destination, signal?: AbortSignal): Promise<PrefixState> {
+  for await (const page of dest.list("", signal)) {
+    if (page.some((o) => !isReservedPath(o.path)))
+      return (await prefixOwned(dest, signal)) ? "owned" : "foreign";
+    // A first page of nothing but status files: a previous lane's; its keys may come later.
+    if (page.length > 0) return "owned";
+  }
+  return "empty";
 }
 
 function compare(stats: ObjectStats, obj: ListedObject): ExportTask {

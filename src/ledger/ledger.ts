@@ -28,14 +28,18 @@ export interface Ledger {
   /** The newest commit a SUCCESS status file was written for. */
   lastSuccess: string | null;
   /**
-   * The lane found keys that are not lakefs-mirror's under its prefix when it first came there
-   * (and was not told the prefix is dedicated): full listings never delete there.
+   * What the lane found under its prefix when it first came there: nothing ("empty": every key
+   * since is this lane's own, so a listing may delete leftovers without the max-deletes guard),
+   * lakefs-mirror's records ("owned"), or keys of someone else ("foreign": listings never delete
+   * there unless the mirror is declared dedicated).
    */
-  shared: boolean;
+  prefix: PrefixState;
   /** Bumped by every write: of two copies of a ledger, the higher wins. */
   seq: number;
   updatedAt: string;
 }
+
+export type PrefixState = "empty" | "owned" | "foreign";
 
 export interface FailedPath {
   path: string;
@@ -72,7 +76,7 @@ export function emptyLedger(repository: string, branch: string): Ledger {
     failed: [],
     retry: null,
     lastSuccess: null,
-    shared: false,
+    prefix: "owned",
     seq: 0,
     updatedAt: new Date(0).toISOString(),
   };
@@ -102,9 +106,9 @@ export function isNew(ledger: Ledger): boolean {
   return ledger.seq === 0 && ledger.base === null && ledger.attempts.length === 0;
 }
 
-/** Records whether the prefix holds keys that are not lakefs-mirror's (see `shared`). */
-export function withShared(ledger: Ledger, shared: boolean): Ledger {
-  return ledger.shared === shared ? ledger : { ...ledger, shared };
+/** Records what the lane's prefix held (see `prefix`). */
+export function withPrefix(ledger: Ledger, prefix: PrefixState): Ledger {
+  return ledger.prefix === prefix ? ledger : { ...ledger, prefix };
 }
 
 /** Recorded before an export to `target` writes anything. */
@@ -198,6 +202,7 @@ export function parseLedger(text: string, where: string): Ledger {
     throw bad("retry must be null or {count, notBefore}");
   if (typeof l.seq !== "number" || !Number.isInteger(l.seq) || l.seq < 0)
     throw bad("seq must be a whole number");
-  if (typeof l.shared !== "boolean") throw bad("shared must be true or false");
+  if (l.prefix !== "empty" && l.prefix !== "owned" && l.prefix !== "foreign")
+    throw bad("prefix must be empty, owned or foreign");
   return v as Ledger;
 }
