@@ -63,6 +63,9 @@ const TRANSIENT_CODES = new Set([
   "Throttling",
   "ThrottlingException",
   "OperationAborted",
+  // A multipart upload that is gone: most often a lost answer to CompleteMultipartUpload whose
+  // retry finds it completed. Redoing the whole upload is always right.
+  "NoSuchUpload",
 ]);
 
 /** The sizes S3 allows (its documented multipart limits). */
@@ -249,11 +252,25 @@ export class S3Destination {
       ContentType: meta.contentType,
       Metadata: meta.metadata,
     };
+    // The SDK pipes the body into its request, and a pipe does not pass a source's error on:
+    // a body cut short (lakeFS's answer broken off) would leave the upload waiting for bytes
+    // that never come. The body's error aborts the request instead.
+    const ac = new AbortController();
+    const onAbort = () => ac.abort(signal?.reason);
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let bodyError: unknown;
+    const onBodyError = (err: unknown) => {
+      bodyError ??= err;
+      ac.abort(err);
+    };
+    // Kept for the body's whole life: an error after the upload must not go unhandled either.
+    body.on("error", onBodyError);
     try {
       assertStorable(size, path);
       if (size < this.#sizes.multipartThresholdBytes) {
         await this.#s3.send(new PutObjectCommand({ ...params, ContentLength: size }), {
-          abortSignal: signal,
+          abortSignal: ac.signal,
         });
         return;
       }
@@ -269,17 +286,19 @@ export class S3Destination {
         ),
         leavePartsOnError: false,
       });
-      const onAbort = () => void upload.abort();
-      signal?.addEventListener("abort", onAbort, { once: true });
+      const stop = () => void upload.abort();
+      ac.signal.addEventListener("abort", stop, { once: true });
       try {
         await upload.done();
       } finally {
-        signal?.removeEventListener("abort", onAbort);
+        ac.signal.removeEventListener("abort", stop);
       }
     } catch (err) {
       body.destroy();
       if (err instanceof ObjectRefusedError) throw err;
-      throw toDestinationError(err, what);
+      throw toDestinationError(bodyError ?? err, what);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
   }
 
