@@ -1,7 +1,7 @@
 import type { LakefsClient } from "../lakefs/client.ts";
 import type { DiffEntry } from "../lakefs/types.ts";
 import type { FailedPath } from "../ledger/ledger.ts";
-import type { ExportTask } from "./exporter.ts";
+import type { ExportTask } from "./task.ts";
 import { compareUtf8, flatten, mergeSorted } from "./order.ts";
 
 type Item = { kind: "diff"; entry: DiffEntry } | { kind: "retry"; path: string };

@@ -3,7 +3,7 @@ import type { LakefsClient } from "../lakefs/client.ts";
 import type { ObjectStats } from "../lakefs/types.ts";
 import type { PrefixState } from "../ledger/ledger.ts";
 import type { ListedObject, S3Destination } from "../s3/destination.ts";
-import type { ExportTask } from "./exporter.ts";
+import type { ExportTask } from "./task.ts";
 import { flatten, mergeSorted } from "./order.ts";
 import { LEDGER_PATH, isReservedPath } from "./reserved.ts";
 import { parseStatusFileName } from "./status-file.ts";

@@ -14,7 +14,9 @@ import {
 } from "@aws-sdk/client-s3";
 import type { CompletedPart, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { DestinationError, ObjectRefusedError, errorMessage } from "../errors.ts";
+import { ObjectRefusedError } from "../errors.ts";
+import { S3_LIMITS, assertStorable, partSizeFor } from "./limits.ts";
+import { toDestinationError } from "./s3-error.ts";
 import type { S3Location } from "./uri.ts";
 
 const MiB = 1024 * 1024;
@@ -51,66 +53,6 @@ export interface ListedObject {
   path: string;
   size: number;
   etag: string;
-}
-
-/** S3 error codes that say the same request may succeed later, whatever the HTTP status. */
-const TRANSIENT_CODES = new Set([
-  "SlowDown",
-  "InternalError",
-  "ServiceUnavailable",
-  "RequestTimeout",
-  "RequestTimeTooSkewed",
-  "Throttling",
-  "ThrottlingException",
-  "OperationAborted",
-  // A multipart upload that is gone: most often a lost answer to CompleteMultipartUpload whose
-  // retry finds it completed. Redoing the whole upload is always right.
-  "NoSuchUpload",
-]);
-
-/** The sizes S3 allows (its documented multipart limits). */
-export const S3_LIMITS = {
-  maxParts: 10_000,
-  minPartBytes: 5 * MiB,
-  maxPartBytes: 5 * GiB,
-  maxObjectBytes: 5 * 1024 * GiB,
-} as const;
-
-/**
- * An S3 SDK failure as a DestinationError carrying S3's code and status. Retriable: throttling,
- * 5xx, and transport failures (resets, timeouts, cut bodies). Errors raised before a request is
- * sent (a value Node refuses in a header) are TypeErrors or RangeErrors: never retried.
- */
-export function toDestinationError(err: unknown, what: string): DestinationError {
-  if (err instanceof DestinationError) return err;
-  if (err instanceof S3ServiceException) {
-    const status = err.$metadata.httpStatusCode ?? 0;
-    const retriable =
-      TRANSIENT_CODES.has(err.name) || status === 0 || status === 429 || status >= 500;
-    return new DestinationError(`${what}: ${err.name} (${status}) ${err.message}`, retriable, {
-      cause: err,
-      s3Code: err.name,
-      httpStatus: status,
-    });
-  }
-  const retriable = !(err instanceof TypeError || err instanceof RangeError);
-  return new DestinationError(`${what}: ${errorMessage(err)}`, retriable, { cause: err });
-}
-
-/**
- * The part size for an object of `size` bytes: the configured size, raised so that the object
- * fits in S3's 10,000 parts, rounded up to whole MiB.
- */
-export function partSizeFor(size: number, configured: number): number {
-  const needed = Math.ceil(size / S3_LIMITS.maxParts);
-  const part = Math.max(configured, S3_LIMITS.minPartBytes, needed);
-  return Math.ceil(part / MiB) * MiB;
-}
-
-function assertStorable(size: number, path: string): void {
-  if (size > S3_LIMITS.maxObjectBytes) {
-    throw new ObjectRefusedError(`${path} is ${size} bytes, more than S3's largest object (5 TiB)`);
-  }
 }
 
 /** `CopySource` is `bucket/key` with the key URL-encoded, keeping its slashes. */

@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { S3ServiceException } from "@aws-sdk/client-s3";
-import { S3_LIMITS, partSizeFor, toDestinationError } from "../../../src/s3/destination.ts";
-
-const MiB = 1024 * 1024;
+import { toDestinationError } from "../../../src/s3/s3-error.ts";
 
 function s3Error(name: string, status: number): S3ServiceException {
   return new S3ServiceException({
@@ -14,17 +12,7 @@ function s3Error(name: string, status: number): S3ServiceException {
   });
 }
 
-describe("S3 destination", () => {
-  it("picks part sizes that keep any object within S3's 10,000 parts", () => {
-    assert.equal(partSizeFor(100 * MiB, 16 * MiB), 16 * MiB);
-    for (const size of [160 * 1024 * MiB, 1024 * 1024 * MiB, S3_LIMITS.maxObjectBytes]) {
-      const part = partSizeFor(size, 16 * MiB);
-      assert.ok(Math.ceil(size / part) <= S3_LIMITS.maxParts, `${size} in ${part}-byte parts`);
-      assert.equal(part % MiB, 0);
-    }
-    assert.equal(partSizeFor(10 * MiB, 1), S3_LIMITS.minPartBytes, "never below S3's 5 MiB");
-  });
-
+describe("S3 errors", () => {
   it("classifies failures by S3's code and status, never by message text", () => {
     const cases: [unknown, boolean, string | undefined][] = [
       [s3Error("SlowDown", 503), true, "SlowDown"],
