@@ -59,7 +59,13 @@ export interface Config {
     groupId: string;
     clientId: string;
     deadLetterTopic: string;
+    partitions: number;
+    sessionTimeoutMs: number;
+    heartbeatIntervalMs: number;
+    maxUncommittedPerPartition: number;
+    reconnectMaxSeconds: number;
   };
+  lease: { enabled: boolean; ttlSeconds: number; owner: string };
   checkpoint: { path: string };
   reconcile: { intervalSeconds: number };
   scheduler: { maxParallelLanes: number; retryBaseSeconds: number; retryMaxSeconds: number };
@@ -339,9 +345,52 @@ export const schema = {
     groupId: { doc: "consumer group", format: String, default: "lakefs-mirror" },
     clientId: { doc: "Kafka client id", format: String, default: "lakefs-mirror" },
     deadLetterTopic: {
-      doc: "where malformed messages go; empty to only log them",
+      doc: "where messages that cannot be recorded go, with the reason; empty to only log them",
       format: String,
       default: "",
+    },
+    partitions: {
+      doc: "partitions of kafka.topic when lakefs-mirror creates it (lanes spread over them)",
+      format: "positive-int",
+      default: 6,
+    },
+    sessionTimeoutMs: {
+      doc: "consumer group session timeout: how soon a dead daemon's partitions move",
+      format: "positive-int",
+      default: 30_000,
+    },
+    heartbeatIntervalMs: {
+      doc: "consumer group heartbeat interval",
+      format: "positive-int",
+      default: 3_000,
+    },
+    maxUncommittedPerPartition: {
+      doc: "events of one partition waiting for their export before the partition is paused",
+      format: "positive-int",
+      default: 1000,
+    },
+    reconnectMaxSeconds: {
+      doc: "longest wait between attempts to reach Kafka",
+      format: "positive-int",
+      default: 30,
+    },
+  },
+  lease: {
+    enabled: {
+      doc: "take a lease at each destination before writing (needs S3 conditional writes)",
+      format: Boolean,
+      default: true,
+    },
+    ttlSeconds: {
+      doc: "a lease whose holder stops renewing it can be taken over after this long",
+      format: "positive-int",
+      default: 60,
+    },
+    owner: {
+      doc: "this daemon's name in leases; empty: host name, process id and a random suffix",
+      format: String,
+      default: "",
+      env: "LAKEFS_MIRROR_LEASE_OWNER",
     },
   },
   checkpoint: {

@@ -100,6 +100,27 @@ export class LedgerError extends MirrorError {
   override readonly code = "LM_LEDGER";
 }
 
+/**
+ * Another daemon holds the lease on a destination: this one must not write there until it
+ * expires or is handed over.
+ */
+export class LeaseHeldError extends MirrorError {
+  override readonly code = "LM_LEASE_HELD";
+  override readonly retriable = true;
+  readonly owner: string;
+  readonly expiresAt: Date;
+  constructor(message: string, owner: string, expiresAt: Date, options?: ErrorOptions) {
+    super(message, options);
+    this.owner = owner;
+    this.expiresAt = expiresAt;
+  }
+}
+
+/** This daemon's lease on a destination expired or was taken over: it must stop writing. */
+export class LeaseLostError extends MirrorError {
+  override readonly code = "LM_LEASE_LOST";
+}
+
 /** An export ran and wrote a FAILURE status file. */
 export class ExportFailedError extends MirrorError {
   override readonly code = "LM_EXPORT_FAILED";

@@ -56,6 +56,29 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly #kafkaUp = new Gauge({
+    name: "lakefs_mirror_kafka_up",
+    help: "1 while the Kafka intake consumes with partitions assigned, else 0 (connecting, off)",
+    registers: [this.registry],
+  });
+  readonly #kafkaState = new Gauge({
+    name: "lakefs_mirror_kafka_state",
+    help: "1 for the Kafka intake's current state (off, connecting, running, closed)",
+    labelNames: ["state"],
+    registers: [this.registry],
+  });
+  readonly #kafkaPartitions = new Gauge({
+    name: "lakefs_mirror_kafka_partitions",
+    help: "Partitions of the topic this daemon holds in its consumer group",
+    registers: [this.registry],
+  });
+  readonly #leases = new Counter({
+    name: "lakefs_mirror_lease_events_total",
+    help: "Lease requests and outcomes, by event (taken, renewed, held_elsewhere, lost, released)",
+    labelNames: ["event"],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "lakefs_mirror_" });
   }
@@ -90,6 +113,21 @@ export class Metrics {
     this.#bytes.inc({ method: "server-side" }, result.bytes - result.bytesStreamed);
     this.#bytes.inc({ method: "stream" }, result.bytesStreamed);
     this.#duration.observe(result.durationMs / 1000);
+  }
+
+  kafkaState(state: "off" | "connecting" | "running" | "closed"): void {
+    for (const s of ["off", "connecting", "running", "closed"])
+      this.#kafkaState.set({ state: s }, 0);
+    this.#kafkaState.set({ state }, 1);
+    this.#kafkaUp.set(state === "running" ? 1 : 0);
+  }
+
+  kafkaPartitions(count: number): void {
+    this.#kafkaPartitions.set(count);
+  }
+
+  lease(event: "taken" | "renewed" | "held_elsewhere" | "lost" | "released"): void {
+    this.#leases.inc({ event });
   }
 
   exportError(): void {

@@ -66,6 +66,8 @@ export class Scheduler {
   readonly #running = new Map<string, Promise<void>>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
   readonly #waiters = new Map<string, { seq: number; resolve: () => void }[]>();
+  /** The abort of each running lane's export. */
+  readonly #runs = new Map<string, AbortController>();
   readonly #abort = new AbortController();
   #seq = 0;
   #closed = false;
@@ -144,6 +146,7 @@ export class Scheduler {
       if (!lane || lane.state !== "queued") continue;
       const p = this.#runOnce(lane).finally(() => {
         this.#running.delete(id);
+        this.#runs.delete(id);
         this.#pump();
       });
       this.#running.set(id, p);
@@ -153,8 +156,11 @@ export class Scheduler {
   async #runOnce(lane: Lane): Promise<void> {
     lane.state = "exporting";
     const startedAt = lane.requested;
+    const own = new AbortController();
+    this.#runs.set(lane.id, own);
     try {
-      const outcome = await this.#o.run(lane, this.#abort.signal);
+      const outcome = await this.#o.run(lane, AbortSignal.any([this.#abort.signal, own.signal]));
+      if (!this.lanes.has(lane.id)) return;
       lane.failures = 0;
       lane.covered = startedAt;
       this.#release(lane);
@@ -170,7 +176,7 @@ export class Scheduler {
       // Events that arrived during the export: one more run covers them all.
       if (lane.requested > startedAt) this.#enqueue(lane);
     } catch (err) {
-      if (this.#closed) {
+      if (this.#closed || !this.lanes.has(lane.id)) {
         lane.state = "idle";
         return;
       }
@@ -223,6 +229,22 @@ export class Scheduler {
     });
     if (keep.length) this.#waiters.set(lane.id, keep);
     else this.#waiters.delete(lane.id);
+  }
+
+  /**
+   * Gives a lane up (another daemon owns it now): its running export is aborted before it
+   * writes its status file, its timers stop, and it leaves `lanes`. Resolves once the export,
+   * if one was running, has settled.
+   */
+  async disown(id: string, reason: Error): Promise<void> {
+    const lane = this.lanes.get(id);
+    if (!lane) return;
+    this.lanes.delete(id);
+    this.#waiters.delete(id);
+    clearTimeout(this.#timers.get(id));
+    this.#timers.delete(id);
+    this.#runs.get(id)?.abort(reason);
+    await this.#running.get(id)?.catch(() => undefined);
   }
 
   /**

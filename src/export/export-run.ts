@@ -38,6 +38,11 @@ export interface ExportRunOptions {
   logger: Logger;
   retry?: Partial<RetryPolicy> | undefined;
   onProgress?: ((progress: Readonly<ExportProgress>) => void) | undefined;
+  /**
+   * Called before every write (and the status file); throws to stop the run, as the daemon's
+   * lease check does when this process may no longer write the destination.
+   */
+  fence?: (() => void) | undefined;
 }
 
 /** What one run of a task stream did, and the status file it wrote. */
@@ -59,212 +64,230 @@ const DELETE_BATCH = 1000;
 const STOP_AFTER_TRANSIENT_FAILURES = 3;
 
 /**
- * Runs one export's task stream: page by page with bounded concurrency, in rounds, then the
- * status file at the destination root. A failed object becomes a FAILURE line; several failures
- * in a row that outlived their retries (lakeFS or S3 away) stop the run. Whatever ends it, every
- * request it started has settled before it returns or throws, so nothing it began can land after
- * a later export's writes.
+ * Runs one export's task stream, once: page by page with bounded concurrency, in rounds, then
+ * the status file at the destination root. A failed object becomes a FAILURE line; several
+ * failures in a row that outlived their retries (lakeFS or S3 away) stop the run with a FAILURE
+ * that says so; a fence that throws (the daemon's lease is gone) stops it with no status file.
+ * Whatever ends it, every request it started has settled before it returns or throws, so
+ * nothing it began can land after a later export's writes.
  */
 export class ExportRun {
   readonly #o: ExportRunOptions;
-  readonly #copier: ObjectCopier;
-  readonly #rounds: Rounds;
+  readonly #commitId: string;
+  readonly #signal: AbortSignal | undefined;
+  readonly #pool: TaskPool;
+  readonly #progress: ExportProgress = {
+    copied: 0,
+    deleted: 0,
+    bytes: 0,
+    bytesStreamed: 0,
+    failed: 0,
+    serverSideCopies: 0,
+    streamedCopies: 0,
+    unchanged: 0,
+    kept: 0,
+  };
+  readonly #failures: string[] = [];
+  /** Carried failures stay failed unless this run writes their path after all. */
+  readonly #carried: Map<string, FailedPath>;
+  #undone: FailedPath[] | undefined = [];
+  #deletes: string[] = [];
+  /**
+   * Failures in a row that outlived their retries and may pass later (lakeFS or S3 away, not
+   * one object's problem): this many stop the run instead of failing object after object,
+   * each after a full retry budget.
+   */
+  #streak = 0;
+  #stopped: unknown;
+  /** What the fence threw: the run ends without a status file. */
+  #fenced: Error | undefined;
 
-  constructor(options: ExportRunOptions) {
-    this.#o = options;
-    this.#copier = options.copier;
-    this.#rounds = options.rounds;
-  }
-
-  async run(
+  constructor(
+    options: ExportRunOptions,
     commitId: string,
-    tasks: AsyncIterable<ExportTask>,
     carry: readonly FailedPath[],
     signal?: AbortSignal,
-  ): Promise<RunOutcome> {
+  ) {
+    this.#o = options;
+    this.#commitId = commitId;
+    this.#signal = signal;
+    this.#pool = new TaskPool(options.concurrency);
+    this.#carried = new Map(carry.map((f) => [f.path, f]));
+  }
+
+  async run(tasks: AsyncIterable<ExportTask>): Promise<RunOutcome> {
     const started = Date.now();
-    const progress: ExportProgress = {
-      copied: 0,
-      deleted: 0,
-      bytes: 0,
-      bytesStreamed: 0,
-      failed: 0,
-      serverSideCopies: 0,
-      streamedCopies: 0,
-      unchanged: 0,
-      kept: 0,
-    };
-    const failures: string[] = [];
-    let undone: FailedPath[] | undefined = [];
-    const leftUndone = (path: string, reason: string, op?: "copy" | "delete") => {
-      if (undone && undone.length < MAX_FAILED)
-        undone.push({ path, reason, ...(op ? { op } : {}) });
-      else undone = undefined;
-    };
-    // Failures in a row that outlived their retries and may succeed later (lakeFS or S3 away,
-    // not one object's problem): this many stop the export instead of failing object after
-    // object, each after a full retry budget.
-    let streak = 0;
-    let stopped: unknown;
-    const fail = (op: "copy" | "delete", path: string, err: unknown, line?: string) => {
-      const reason = errorMessage(err);
-      progress.failed++;
-      if (failures.length < MAX_FAILURE_LINES) failures.push(failureLine(op, path, line ?? reason));
-      leftUndone(path, reason, op);
-      if (isRetriable(err) && ++streak >= STOP_AFTER_TRANSIENT_FAILURES) stopped ??= err;
-    };
-    // Carried failures stay failed unless this export writes their path after all.
-    const carried = new Map(carry.map((f) => [f.path, f]));
-    const done = (path: string) => {
-      streak = 0;
-      carried.delete(path);
-    };
-
-    const pool = new TaskPool(this.#o.concurrency);
+    const signal = this.#signal;
+    const rounds = this.#o.rounds;
     const deferred = new Map<number, ExportTask[]>();
-    let deletes: string[] = [];
-    const flushDeletes = async () => {
-      if (deletes.length === 0) return;
-      const batch = deletes;
-      deletes = [];
-      await pool.submit(() => this.#deleteBatch(batch, progress, fail, done, signal));
+    const halted = () =>
+      signal?.aborted === true || this.#stopped !== undefined || this.#fenced !== undefined;
+    const settle = async () => {
+      await this.#pool.drain();
+      await this.#flushDeletes();
+      await this.#pool.drain();
     };
-    const runTask = async (task: ExportTask) => {
-      switch (task.op) {
-        case "delete":
-          // A key lakefs-mirror keeps there was never mirrored from lakeFS: nothing to delete.
-          if (isReservedPath(task.path)) {
-            done(task.path);
-            return;
-          }
-          deletes.push(task.path);
-          if (deletes.length >= DELETE_BATCH) await flushDeletes();
-          return;
-        case "keep":
-          progress.kept++;
-          return;
-        case "refuse":
-          progress.failed++;
-          failures.push(`delete: ${task.reason}`);
-          undone = undefined;
-          return;
-        case "copy":
-        case "sync":
-        case "check":
-          await pool.submit(() =>
-            this.#writeOne(commitId, task, progress, fail, done, signal, (p) => {
-              deletes.push(p);
-            }),
-          );
-          return;
-      }
-    };
-
     // Round 0 runs while the listing streams; later-round tasks (few: _SUCCESS markers by
-    // default) wait in memory. Whatever happens, every request started here settles before
-    // this function returns or throws.
-    const first = this.#rounds.order[0] ?? 0;
+    // default) wait in memory.
+    const first = rounds.order[0] ?? 0;
     try {
       for await (const task of tasks) {
-        if (signal?.aborted || stopped !== undefined) break;
-        const round = this.#rounds.of(task.path);
-        if (round === first) await runTask(task);
+        if (halted()) break;
+        const round = rounds.of(task.path);
+        if (round === first) await this.#runTask(task);
         else {
           let list = deferred.get(round);
           if (!list) deferred.set(round, (list = []));
           list.push(task);
         }
       }
-      await pool.drain();
-      await flushDeletes();
-      await pool.drain();
-      for (const round of this.#rounds.order.slice(1)) {
+      await settle();
+      for (const round of rounds.order.slice(1)) {
         const pending = deferred.get(round) ?? [];
         // A failed round stops the rounds after it, as in the Spark exporter.
-        if (progress.failed > 0 || signal?.aborted || stopped !== undefined) {
+        if (this.#progress.failed > 0 || halted()) {
           for (const t of pending)
             if (t.op !== "keep" && t.op !== "refuse")
-              leftUndone(t.path, "not exported: an earlier round failed");
+              this.#leftUndone(t.path, "not exported: an earlier round failed");
           continue;
         }
         for (const task of pending) {
-          if (signal?.aborted) break;
-          await runTask(task);
+          if (halted()) break;
+          await this.#runTask(task);
         }
-        await pool.drain();
-        await flushDeletes();
-        await pool.drain();
+        await settle();
       }
     } finally {
-      await pool.drain();
+      await this.#pool.drain();
     }
-    if (signal?.aborted) throw new AbortedError(`export of ${commitId} aborted`);
-    for (const f of carried.values())
-      fail(f.op ?? "copy", f.path, f.reason, `not retried yet (backing off): ${f.reason}`);
-    if (stopped !== undefined) {
-      // What the export did not reach is unknown: the whole attempt stays to be covered.
-      failures.push(
-        `export stopped after ${STOP_AFTER_TRANSIENT_FAILURES} failures in a row: ${errorMessage(stopped)}`,
+    if (this.#fenced !== undefined) throw this.#fenced;
+    if (signal?.aborted) throw new AbortedError(`export of ${this.#commitId} aborted`);
+    for (const f of this.#carried.values())
+      this.#fail(f.op ?? "copy", f.path, f.reason, `not retried yet (backing off): ${f.reason}`);
+    if (this.#stopped !== undefined) {
+      // What the run did not reach is unknown: the whole attempt stays to be covered.
+      this.#failures.push(
+        `export stopped after ${STOP_AFTER_TRANSIENT_FAILURES} failures in a row: ${errorMessage(this.#stopped)}`,
       );
-      undone = undefined;
+      this.#undone = undefined;
     }
 
+    this.#o.fence?.();
+    const progress = this.#progress;
     const status: ExportStatus = progress.failed === 0 ? "SUCCESS" : "FAILURE";
-    const statusKey = statusFileName(commitId, status, new Date());
+    const statusKey = statusFileName(this.#commitId, status, new Date());
     // The status file is written last: its presence is what readers and the daemon trust.
     await withRetry(
       () =>
         this.#o.destination.putText(
           statusKey,
-          status === "SUCCESS" ? SUCCESS_TEXT : failureText(failures, progress.failed),
+          status === "SUCCESS" ? SUCCESS_TEXT : failureText(this.#failures, progress.failed),
           signal,
         ),
-      this.#retryOptions("write the status file", signal),
+      this.#retryOptions("write the status file"),
     );
     return {
       ...progress,
       status,
       statusKey: this.#o.destination.key(statusKey),
-      failureLines: failures,
-      unfinished: status === "SUCCESS" ? [] : undone,
+      failureLines: this.#failures,
+      unfinished: status === "SUCCESS" ? [] : this.#undone,
       durationMs: Date.now() - started,
     };
   }
 
-  async #writeOne(
-    commitId: string,
-    task: Extract<ExportTask, { op: "copy" | "sync" | "check" }>,
-    progress: ExportProgress,
-    fail: (op: "copy" | "delete", path: string, err: unknown) => void,
-    done: (path: string) => void,
-    signal: AbortSignal | undefined,
-    deleteLater: (path: string) => void,
-  ): Promise<void> {
+  async #runTask(task: ExportTask): Promise<void> {
+    switch (task.op) {
+      case "delete":
+        // A key lakefs-mirror keeps there was never mirrored from lakeFS: nothing to delete.
+        if (isReservedPath(task.path)) {
+          this.#done(task.path);
+          return;
+        }
+        this.#deletes.push(task.path);
+        if (this.#deletes.length >= DELETE_BATCH) await this.#flushDeletes();
+        return;
+      case "keep":
+        this.#progress.kept++;
+        return;
+      case "refuse":
+        this.#progress.failed++;
+        this.#failures.push(`delete: ${task.reason}`);
+        this.#undone = undefined;
+        return;
+      case "copy":
+      case "sync":
+      case "check":
+        await this.#pool.submit(() => this.#writeOne(task));
+        return;
+    }
+  }
+
+  async #flushDeletes(): Promise<void> {
+    if (this.#deletes.length === 0) return;
+    const batch = this.#deletes;
+    this.#deletes = [];
+    await this.#pool.submit(() => this.#deleteBatch(batch));
+  }
+
+  /** Checks the fence right before a request that writes; false when the run must stop. */
+  #mayWrite(): boolean {
+    if (this.#fenced !== undefined) return false;
+    try {
+      this.#o.fence?.();
+      return true;
+    } catch (err) {
+      this.#fenced = err instanceof Error ? err : new Error(String(err));
+      return false;
+    }
+  }
+
+  #leftUndone(path: string, reason: string, op?: "copy" | "delete"): void {
+    if (this.#undone && this.#undone.length < MAX_FAILED)
+      this.#undone.push({ path, reason, ...(op ? { op } : {}) });
+    else this.#undone = undefined;
+  }
+
+  #fail(op: "copy" | "delete", path: string, err: unknown, line?: string): void {
+    const reason = errorMessage(err);
+    this.#progress.failed++;
+    if (this.#failures.length < MAX_FAILURE_LINES)
+      this.#failures.push(failureLine(op, path, line ?? reason));
+    this.#leftUndone(path, reason, op);
+    if (isRetriable(err) && ++this.#streak >= STOP_AFTER_TRANSIENT_FAILURES) this.#stopped ??= err;
+  }
+
+  #done(path: string): void {
+    this.#streak = 0;
+    this.#carried.delete(path);
+  }
+
+  async #writeOne(task: Extract<ExportTask, { op: "copy" | "sync" | "check" }>): Promise<void> {
+    const signal = this.#signal;
     try {
       let stats: ObjectStats | undefined;
       if (task.op === "sync") {
         try {
-          stats = await this.#stat(commitId, task.path, signal);
+          stats = await this.#stat(task.path);
         } catch (err) {
           if (!(err instanceof LakefsNotFoundError)) throw err;
           // Gone from the commit. A reserved key at the destination is lakefs-mirror's own.
-          if (isReservedPath(task.path)) done(task.path);
-          else deleteLater(task.path);
+          if (isReservedPath(task.path)) this.#done(task.path);
+          else this.#deletes.push(task.path);
           return;
         }
       }
       if (isReservedPath(task.path)) throw new ObjectRefusedError(reservedReason(task.path));
       // A diff entry carries no physical address: stat it (by commit ID) to learn one.
-      stats ??=
-        task.op !== "sync" && task.stats
-          ? task.stats
-          : await this.#stat(commitId, task.path, signal);
-      if (task.op === "check" && (await this.#sameMeta(task.path, stats, signal))) {
-        progress.unchanged++;
-        done(task.path);
+      stats ??= task.op !== "sync" && task.stats ? task.stats : await this.#stat(task.path);
+      if (task.op === "check" && (await this.#sameMeta(task.path, stats))) {
+        this.#progress.unchanged++;
+        this.#done(task.path);
         return;
       }
-      const outcome = await this.#copier.copy(commitId, stats, signal);
+      if (!this.#mayWrite()) return;
+      const outcome = await this.#o.copier.copy(this.#commitId, stats, signal);
+      const progress = this.#progress;
       progress.copied++;
       progress.bytes += outcome.bytes;
       if (outcome.method === "stream") {
@@ -273,25 +296,25 @@ export class ExportRun {
       } else {
         progress.serverSideCopies++;
       }
-      done(task.path);
+      this.#done(task.path);
     } catch (err) {
       if (signal?.aborted) return;
-      fail("copy", task.path, err);
+      this.#fail("copy", task.path, err);
       this.#o.logger.warn({ path: task.path, err }, "copy failed");
     } finally {
-      this.#o.onProgress?.(progress);
+      this.#o.onProgress?.(this.#progress);
     }
   }
 
-  #stat(commitId: string, path: string, signal?: AbortSignal): Promise<ObjectStats> {
-    return this.#o.lakefs.statObject(this.#o.repository, commitId, path, signal);
+  #stat(path: string): Promise<ObjectStats> {
+    return this.#o.lakefs.statObject(this.#o.repository, this.#commitId, path, this.#signal);
   }
 
   /** Whether the mirrored key already carries the Content-Type and metadata it should. */
-  async #sameMeta(path: string, stats: ObjectStats, signal?: AbortSignal): Promise<boolean> {
+  async #sameMeta(path: string, stats: ObjectStats): Promise<boolean> {
     const head = await withRetry(
-      () => this.#o.destination.head(path, signal),
-      this.#retryOptions(`head ${path}`, signal),
+      () => this.#o.destination.head(path, this.#signal),
+      this.#retryOptions(`head ${path}`),
     );
     if (!head) return false;
     const want = mirrorMeta(stats);
@@ -301,33 +324,29 @@ export class ExportRun {
     return a.length === b.length && a.every(([k, v], i) => b[i]?.[0] === k && b[i][1] === v);
   }
 
-  async #deleteBatch(
-    paths: string[],
-    progress: ExportProgress,
-    fail: (op: "copy" | "delete", path: string, err: unknown) => void,
-    done: (path: string) => void,
-    signal?: AbortSignal,
-  ): Promise<void> {
+  async #deleteBatch(paths: string[]): Promise<void> {
+    const signal = this.#signal;
+    if (!this.#mayWrite()) return;
     try {
       const refused = await withRetry(
         () => this.#o.destination.deleteBatch(paths, signal),
-        this.#retryOptions(`delete ${paths.length} keys`, signal),
+        this.#retryOptions(`delete ${paths.length} keys`),
       );
       const bad = new Set(refused.map((r) => r.path));
-      for (const r of refused) fail("delete", r.path, r.error);
-      for (const p of paths) if (!bad.has(p)) done(p);
-      progress.deleted += paths.length - refused.length;
+      for (const r of refused) this.#fail("delete", r.path, r.error);
+      for (const p of paths) if (!bad.has(p)) this.#done(p);
+      this.#progress.deleted += paths.length - refused.length;
     } catch (err) {
       if (signal?.aborted) return;
-      for (const p of paths) fail("delete", p, err);
+      for (const p of paths) this.#fail("delete", p, err);
     }
-    this.#o.onProgress?.(progress);
+    this.#o.onProgress?.(this.#progress);
   }
 
-  #retryOptions(operation: string, signal: AbortSignal | undefined) {
+  #retryOptions(operation: string) {
     return {
       operation,
-      signal,
+      signal: this.#signal,
       logger: this.#o.logger,
       ...(this.#o.retry ? { policy: this.#o.retry } : {}),
     };

@@ -37,6 +37,8 @@ export interface ExporterOptions {
   /** Locations server-side copies may read besides the repository's storage namespace. */
   serverSideSources?: readonly string[];
   onProgress?: (progress: Readonly<ExportProgress>) => void;
+  /** Called before every write and the status file; throws to stop the export (see ExportRun). */
+  fence?: () => void;
 }
 
 export interface CoverOptions {
@@ -196,17 +198,23 @@ export class Exporter {
     cover: CoverOptions,
     signal?: AbortSignal,
   ): Promise<ExportResult> {
-    const outcome = await new ExportRun({
-      lakefs: this.#o.lakefs,
-      repository: this.#o.repository,
-      destination: this.#o.destination,
-      copier: this.#copier,
-      rounds: this.#rounds,
-      concurrency: this.#o.concurrency,
-      logger: this.#o.logger,
-      retry: this.#o.retry,
-      onProgress: this.#o.onProgress,
-    }).run(commitId, tasks, cover.carry ?? [], signal);
+    const outcome = await new ExportRun(
+      {
+        lakefs: this.#o.lakefs,
+        repository: this.#o.repository,
+        destination: this.#o.destination,
+        copier: this.#copier,
+        rounds: this.#rounds,
+        concurrency: this.#o.concurrency,
+        logger: this.#o.logger,
+        retry: this.#o.retry,
+        onProgress: this.#o.onProgress,
+        fence: this.#o.fence,
+      },
+      commitId,
+      cover.carry ?? [],
+      signal,
+    ).run(tasks);
     return {
       ...outcome,
       repository: this.#o.repository,

@@ -10,6 +10,9 @@ export const RESERVED_PREFIX = "_lakefs_mirror/";
 /** The lane ledger object, relative to the destination root. */
 export const LEDGER_PATH = `${RESERVED_PREFIX}ledger.json`;
 
+/** The lease that makes one daemon at a time the destination's writer. */
+export const LEASE_PATH = `${RESERVED_PREFIX}lease.json`;
+
 /**
  * Paths that belong to lakefs-mirror at a destination root: status files and the reserved
  * prefix. A lakeFS object with such a path is never mirrored (it would overwrite or fake them)

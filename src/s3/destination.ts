@@ -261,19 +261,60 @@ export class S3Destination {
     }
   }
 
-  /** A small object's text, or undefined when there is no such key. */
-  async getText(path: string, signal?: AbortSignal): Promise<string | undefined> {
+  /**
+   * Writes a small object only if its current ETag matches (`ifMatch`) or it does not exist yet
+   * (`ifNoneMatch: "*"`), the S3 conditional writes AWS and MinIO honour. Returns the new ETag,
+   * or undefined when the condition did not hold (412, or 409 for a concurrent conditional write).
+   */
+  async putConditional(
+    path: string,
+    text: string,
+    condition: { ifMatch: string } | { ifNoneMatch: "*" },
+    signal?: AbortSignal,
+  ): Promise<string | undefined> {
+    const Key = this.key(path);
+    try {
+      const res = await this.#s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key,
+          Body: text,
+          ContentType: "application/json",
+          ...("ifMatch" in condition
+            ? { IfMatch: condition.ifMatch }
+            : { IfNoneMatch: condition.ifNoneMatch }),
+        }),
+        { abortSignal: signal },
+      );
+      return res.ETag ?? "";
+    } catch (err) {
+      const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+      if (status === 412 || status === 409) return undefined;
+      throw toDestinationError(err, `write s3://${this.bucket}/${Key} conditionally`);
+    }
+  }
+
+  /** A small object's text with its ETag, or undefined when there is no such key. */
+  async getWithEtag(
+    path: string,
+    signal?: AbortSignal,
+  ): Promise<{ text: string; etag: string } | undefined> {
     const Key = this.key(path);
     try {
       const res = await this.#s3.send(new GetObjectCommand({ Bucket: this.bucket, Key }), {
         abortSignal: signal,
       });
-      return (await res.Body?.transformToString("utf8")) ?? "";
+      return { text: (await res.Body?.transformToString("utf8")) ?? "", etag: res.ETag ?? "" };
     } catch (err) {
       if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)
         return undefined;
       throw toDestinationError(err, `read s3://${this.bucket}/${Key}`);
     }
+  }
+
+  /** A small object's text, or undefined when there is no such key. */
+  async getText(path: string, signal?: AbortSignal): Promise<string | undefined> {
+    return (await this.getWithEtag(path, signal))?.text;
   }
 
   /**
