@@ -387,7 +387,7 @@ export const schema = {
       default: 60,
     },
     owner: {
-      doc: "this daemon's name in leases; empty: host name, process id and a random suffix",
+      doc: "this daemon's name in leases; empty: the host name and an identity kept in the checkpoint store",
       format: String,
       default: "",
       env: "LAKEFS_MIRROR_LEASE_OWNER",

@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { Level } from "level";
 import { CheckpointError } from "../errors.ts";
 
@@ -17,6 +18,8 @@ const LEDGER = "ledger:";
 /** The last exported commit as versions before the ledger recorded it. */
 const LEGACY_LANE = "lane:";
 const PENDING = "pending:";
+/** A random name made at the store's first open: this daemon's identity across restarts. */
+const IDENTITY = "meta:identity";
 
 /**
  * LevelDB store of per-lane ledgers and pending events. Each write is one atomic batch, synced
@@ -77,6 +80,19 @@ export class CheckpointStore {
 
   #check(): void {
     if (this.#state !== "open") throw new CheckpointError(`checkpoint store is ${this.#state}`);
+  }
+
+  /**
+   * A name unique to this store, made on first use and kept: two live daemons never share a
+   * store (LevelDB locks it), and a restarted daemon on the same store is the same daemon.
+   */
+  async identity(): Promise<string> {
+    this.#check();
+    const known = await this.#db.get(IDENTITY);
+    if (known !== undefined) return known;
+    const made = randomBytes(6).toString("hex");
+    await this.#db.batch([{ type: "put", key: IDENTITY, value: made }], { sync: true });
+    return made;
   }
 
   async ledger(laneId: string): Promise<string | undefined> {

@@ -1,16 +1,22 @@
+import { hostname } from "node:os";
 import type { Logger } from "pino";
 import { createClients } from "../cli/context.ts";
 import type { Clients } from "../cli/context.ts";
 import type { Config } from "../config.ts";
 import { ConfigError, errorMessage } from "../errors.ts";
+import { KafkaIntake } from "../kafka/consumer.ts";
+import type { KafkaState } from "../kafka/consumer.ts";
+import { KafkaForwarder } from "../kafka/forwarder.ts";
+import type { HookEvent } from "../lakefs/types.ts";
 import { LedgerStore } from "../ledger/ledger-store.ts";
 import { parseS3Uri } from "../s3/uri.ts";
 import { CheckpointStore } from "./checkpoint.ts";
 import { HttpServer } from "./http-server.ts";
 import { Intake, MirrorRouter } from "./intake.ts";
-import { KafkaForwarder, KafkaIntake } from "./kafka-intake.ts";
-import { createLaneRunner } from "./lane-sync.ts";
+import { LaneSync } from "./lane-sync.ts";
 import { Metrics } from "./metrics.ts";
+import { Ownership } from "./ownership.ts";
+import type { OwnershipView } from "./ownership.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Scheduler } from "./scheduler.ts";
 
@@ -30,12 +36,22 @@ export interface LaneStatus {
   failingPaths: number;
 }
 
+export interface DaemonStatus {
+  /** This daemon's name in destination leases. */
+  owner: string;
+  kafka: KafkaState;
+  ownership: OwnershipView;
+  lanes: LaneStatus[];
+}
+
 /**
  * The composition root of `lakefs-mirror run`: builds every component from the configuration,
  * starts them in order, and closes them in reverse (intake first, the store last).
  */
 export class Daemon {
   readonly config: Config;
+  /** This daemon's name in leases: `lease.owner`, else the host and its checkpoint store's identity. */
+  owner = "";
   readonly metrics = new Metrics();
   readonly checkpoint: CheckpointStore;
   readonly scheduler: Scheduler;
@@ -45,6 +61,8 @@ export class Daemon {
   readonly #logger: Logger;
   readonly #intake: Intake;
   readonly #router: MirrorRouter;
+  readonly #ownership: Ownership;
+  readonly #lanes: LaneSync;
   readonly #kafka: KafkaIntake | undefined;
   readonly #forwarder: KafkaForwarder | undefined;
   #state: "new" | "starting" | "running" | "closing" | "closed" = "new";
@@ -63,30 +81,36 @@ export class Daemon {
     this.#logger = logger;
     this.#clients = createClients(config, logger);
     this.checkpoint = new CheckpointStore(config.checkpoint.path);
+    // In a consumer group, a daemon whose Kafka has been away for a session timeout works on
+    // every lane again (the leases keep one writer per destination).
+    this.#ownership = new Ownership(kafkaOn ? "group" : "all", config.kafka.sessionTimeoutMs);
+    const owns = (repository: string, branch: string) => this.#ownership.owns(repository, branch);
     const router = new MirrorRouter(config.mirrors, logger.child({ component: "router" }));
     this.#router = router;
     const destinations = new Map<string, ReturnType<Clients["destination"]>>();
+    this.#lanes = new LaneSync({
+      lakefs: this.#clients.lakefs,
+      destination: (uri) => {
+        let d = destinations.get(uri);
+        if (!d) destinations.set(uri, (d = this.#clients.destination(parseS3Uri(uri))));
+        return d;
+      },
+      checkpoint: this.checkpoint,
+      ledgers: new LedgerStore({
+        checkpoint: this.checkpoint,
+        lakefs: this.#clients.lakefs,
+        logger: logger.child({ component: "ledger" }),
+        retry: config.retry,
+      }),
+      metrics: this.metrics,
+      config,
+      logger: logger.child({ component: "lane" }),
+      owner: () => this.owner,
+    });
     this.scheduler = new Scheduler({
       ...config.scheduler,
       logger: logger.child({ component: "scheduler" }),
-      run: createLaneRunner({
-        lakefs: this.#clients.lakefs,
-        destination: (uri) => {
-          let d = destinations.get(uri);
-          if (!d) destinations.set(uri, (d = this.#clients.destination(parseS3Uri(uri))));
-          return d;
-        },
-        checkpoint: this.checkpoint,
-        ledgers: new LedgerStore({
-          checkpoint: this.checkpoint,
-          lakefs: this.#clients.lakefs,
-          logger: logger.child({ component: "ledger" }),
-          retry: config.retry,
-        }),
-        metrics: this.metrics,
-        config,
-        logger: logger.child({ component: "lane" }),
-      }),
+      run: this.#lanes.run,
     });
     this.#intake = new Intake({
       router,
@@ -94,38 +118,32 @@ export class Daemon {
       checkpoint: this.checkpoint,
       metrics: this.metrics,
       logger: logger.child({ component: "intake" }),
+      owns,
     });
-    if (config.webhook.forwardToKafka)
-      this.#forwarder = new KafkaForwarder(config.kafka, logger.child({ component: "kafka" }));
-    else if (kafkaOn) {
+    if (kafkaOn) {
+      const kafkaLogger = logger.child({ component: "kafka" });
       this.#kafka = new KafkaIntake({
         config: config.kafka,
         intake: this.#intake,
         scheduler: this.scheduler,
         metrics: this.metrics,
-        logger: logger.child({ component: "kafka" }),
+        logger: kafkaLogger,
+        onAssignment: (held, count) => this.#assigned(held, count),
+        onDetached: () => this.#ownership.detach(),
       });
+      if (config.webhook.forwardToKafka)
+        this.#forwarder = new KafkaForwarder(config.kafka, kafkaLogger);
     }
+    this.metrics.kafkaState(kafkaOn ? "connecting" : "off");
     this.http = new HttpServer({
       ...config.server,
       token: config.webhook.token === "disabled" ? undefined : config.webhook.token,
       metrics: this.metrics,
       logger: logger.child({ component: "http" }),
-      onEvent: async (event) => {
-        if (this.#forwarder) {
-          await this.#forwarder.publish(event);
-          this.metrics.intake("webhook", "accepted");
-          return { result: "accepted", reason: "forwarded to Kafka", lanes: 0 };
-        }
-        const outcome = await this.#intake.handle(event, "webhook");
-        return {
-          result: outcome.result,
-          ...(outcome.reason ? { reason: outcome.reason } : {}),
-          lanes: outcome.lanes.length,
-        };
-      },
-      status: () => ({ lanes: this.status() }),
+      onEvent: (event) => this.#webhook(event),
+      status: () => this.status(),
       ready: () => this.#state === "running",
+      parts: () => ({ kafka: this.#kafka?.state ?? "off" }),
     });
     this.reconciler = new Reconciler({
       lakefs: this.#clients.lakefs,
@@ -134,12 +152,15 @@ export class Daemon {
       metrics: this.metrics,
       logger: logger.child({ component: "reconciler" }),
       intervalSeconds: config.reconcile.intervalSeconds,
+      owns,
     });
   }
 
   async start(): Promise<void> {
     this.#state = "starting";
     await this.checkpoint.open();
+    // A restart on the same store carries on with its leases instead of waiting them out.
+    this.owner = this.config.lease.owner || `${hostname()}-${await this.checkpoint.identity()}`;
     // Events acknowledged before a stop or crash come first.
     for (const [id, pending] of await this.checkpoint.allPending()) {
       const [repository = "", branch = "", destination] = JSON.parse(id) as string[];
@@ -159,8 +180,8 @@ export class Daemon {
       this.scheduler.notify(this.scheduler.lane(key));
     }
     await this.http.start();
-    await this.#forwarder?.start();
-    await this.#kafka?.start();
+    // Kafka connects in the background: a broker that is away never holds the daemon back.
+    this.#kafka?.start();
     this.reconciler.start();
     this.#state = "running";
     this.#logger.info(
@@ -168,6 +189,7 @@ export class Daemon {
         address: this.http.address,
         mirrors: this.config.mirrors.length,
         kafka: this.#kafka ? this.config.kafka.topic : null,
+        owner: this.owner,
       },
       "lakefs-mirror daemon started",
     );
@@ -183,6 +205,8 @@ export class Daemon {
       ["forwarder", async () => this.#forwarder?.close()],
       ["reconciler", () => this.reconciler.close()],
       ["scheduler", () => this.scheduler.close(this.config.shutdown.graceSeconds * 1000)],
+      // Another daemon may take the lanes over at once instead of waiting for the leases.
+      ["leases", () => this.#lanes.releaseAll()],
       ["http", () => this.http.close()],
       ["checkpoint", () => this.checkpoint.close()],
       ["clients", () => this.#clients.close()],
@@ -198,19 +222,63 @@ export class Daemon {
     this.#logger.info("lakefs-mirror daemon stopped");
   }
 
-  status(): LaneStatus[] {
-    return [...this.scheduler.lanes.values()].map((l) => ({
-      repository: l.repository,
-      branch: l.branch,
-      destination: l.destination,
-      lastExportedCommit: l.lastExportedCommit ?? null,
-      lastSuccessCommit: l.lastSuccessCommit ?? null,
-      headCommit: l.headCommit ?? null,
-      commitsBehind: l.commitsBehind,
-      lagSeconds: Math.round(l.lagSeconds * 1000) / 1000,
-      state: l.state,
-      lastError: l.lastError ?? null,
-      failingPaths: l.failingPaths,
-    }));
+  status(): DaemonStatus {
+    return {
+      owner: this.owner,
+      kafka: this.#kafka?.state ?? "off",
+      ownership: this.#ownership.view(),
+      lanes: [...this.scheduler.lanes.values()].map((l) => ({
+        repository: l.repository,
+        branch: l.branch,
+        destination: l.destination,
+        lastExportedCommit: l.lastExportedCommit ?? null,
+        lastSuccessCommit: l.lastSuccessCommit ?? null,
+        headCommit: l.headCommit ?? null,
+        commitsBehind: l.commitsBehind,
+        lagSeconds: Math.round(l.lagSeconds * 1000) / 1000,
+        state: l.state,
+        lastError: l.lastError ?? null,
+        failingPaths: l.failingPaths,
+      })),
+    };
+  }
+
+  /**
+   * A webhook: published to the group's topic when forwarding is on (the lane's owner exports
+   * it); handled here when forwarding is off or Kafka cannot take it.
+   */
+  async #webhook(event: HookEvent) {
+    if (this.#forwarder) {
+      try {
+        await this.#forwarder.publish(event);
+        this.metrics.intake("webhook", "accepted");
+        return { result: "accepted" as const, reason: "forwarded to Kafka", lanes: 0 };
+      } catch (err) {
+        this.#logger.warn({ err: errorMessage(err) }, "cannot forward to Kafka; handling here");
+      }
+    }
+    const outcome = await this.#intake.handle(event, "webhook");
+    return {
+      result: outcome.result,
+      ...(outcome.reason ? { reason: outcome.reason } : {}),
+      lanes: outcome.lanes.length,
+    };
+  }
+
+  /** A rebalance: lanes this daemon no longer owns stop before their status file. */
+  #assigned(held: ReadonlySet<number>, partitionCount: number): void {
+    this.#ownership.assign(held, partitionCount);
+    for (const lane of [...this.scheduler.lanes.values()]) {
+      if (this.#ownership.owns(lane.repository, lane.branch)) continue;
+      this.#logger.info(
+        { repository: lane.repository, branch: lane.branch },
+        "lane moved to another daemon of the group",
+      );
+      this.metrics.removeLane(lane);
+      void this.scheduler
+        .disown(lane.id, new Error("the lane moved to another daemon of the group"))
+        .then(() => this.#lanes.release(lane.id));
+    }
+    this.reconciler.trigger();
   }
 }

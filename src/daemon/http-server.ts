@@ -21,6 +21,8 @@ export interface HttpServerOptions {
   ) => Promise<{ result: "accepted" | "ignored"; reason?: string; lanes: number }>;
   status: () => unknown;
   ready: () => boolean;
+  /** The state of the parts that may be away without making the daemon unready (Kafka). */
+  parts: () => Record<string, string>;
 }
 
 class HttpError extends Error {
@@ -135,9 +137,10 @@ export class HttpServer {
       case "/healthz":
         return send(res, 200, { status: "ok" });
       case "/readyz":
+        // Webhooks and the reconciler work without Kafka: its state is told, not required.
         return this.#o.ready() && this.#accepting
-          ? send(res, 200, { status: "ready" })
-          : send(res, 503, { status: "not ready" });
+          ? send(res, 200, { status: "ready", ...this.#o.parts() })
+          : send(res, 503, { status: "not ready", ...this.#o.parts() });
       case "/status":
         return send(res, 200, this.#o.status());
       default:

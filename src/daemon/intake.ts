@@ -124,6 +124,8 @@ export class MirrorRouter {
 }
 
 export interface IntakeDeps {
+  /** Whether this daemon works on the lanes of (repository, branch) (see Ownership). */
+  owns: (repository: string, branch: string) => boolean;
   router: MirrorRouter;
   scheduler: Scheduler;
   checkpoint: CheckpointStore;
@@ -176,8 +178,17 @@ export class Intake {
       metrics.intake(source, "ignored");
       return { result: "ignored", reason: `no mirror configured for ${k}`, lanes: [] };
     }
+    const owned = keys.filter((k) => this.deps.owns(k.repository, k.branch));
+    if (owned.length === 0) {
+      metrics.intake(source, "ignored");
+      return {
+        result: "ignored",
+        reason: `another daemon of the group works on ${event.repository_id}/${event.branch_id}`,
+        lanes: [],
+      };
+    }
     const lanes: IntakeOutcome["lanes"] = [];
-    for (const key of keys) {
+    for (const key of owned) {
       const lane = scheduler.lane(key);
       await checkpoint.recordPending(lane.id, {
         commitId: event.commit_id ?? "",

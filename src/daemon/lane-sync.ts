@@ -1,11 +1,18 @@
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
-import { ExportFailedError, LakefsNotFoundError, errorMessage } from "../errors.ts";
+import {
+  ExportFailedError,
+  LakefsNotFoundError,
+  LeaseHeldError,
+  LeaseLostError,
+  errorMessage,
+} from "../errors.ts";
 import { Exporter } from "../export/exporter.ts";
 import type { ExportResult } from "../export/exporter.ts";
 import { parseDeleteLimit, prefixState } from "../export/reconcile.ts";
 import { listStatusFiles } from "../export/status-file.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
+import { Lease } from "../lease/lease.ts";
 import {
   beginAttempt,
   completeFailure,
@@ -14,11 +21,12 @@ import {
   planCover,
   withPrefix,
 } from "../ledger/ledger.ts";
-import type { Ledger } from "../ledger/ledger.ts";
+import type { Ledger, Plan } from "../ledger/ledger.ts";
 import type { LedgerStore } from "../ledger/ledger-store.ts";
 import type { S3Destination } from "../s3/destination.ts";
 import { formatS3Uri, parseS3Uri } from "../s3/uri.ts";
 import type { CheckpointStore } from "./checkpoint.ts";
+import { measureLag } from "./lag.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Lane, LaneOutcome } from "./scheduler.ts";
 
@@ -30,44 +38,17 @@ export interface LaneSyncDeps {
   metrics: Metrics;
   config: Config;
   logger: Logger;
+  /** This daemon's name in destination leases (known once the checkpoint store is open). */
+  owner: () => string;
 }
 
-/** Commits walked back from HEAD looking for the last exported one before giving up. */
-const LAG_SCAN_LIMIT = 1000;
-
-/**
- * How far a lane is behind its branch: the commits from HEAD back to the commit the mirror
- * holds, and the age of the oldest of them. When that commit is not among HEAD's ancestors (a
- * hard reset, or a lane that never exported), the branch counts as one move behind, with no age
- * to report: a reset's time is not recorded anywhere in lakeFS.
- */
-export async function measureLag(
-  lakefs: LakefsClient,
-  repository: string,
-  mirrored: string | undefined,
-  headCommit: string,
-  signal?: AbortSignal,
-): Promise<{ commitsBehind: number; lagSeconds: number }> {
-  if (mirrored === headCommit) return { commitsBehind: 0, lagSeconds: 0 };
-  let behind = 0;
-  let oldest: number | undefined;
-  if (mirrored) {
-    for await (const page of lakefs.logCommits(repository, headCommit, signal)) {
-      for (const c of page) {
-        if (c.id === mirrored) {
-          return {
-            commitsBehind: behind,
-            lagSeconds: Math.max(0, Date.now() / 1000 - (oldest ?? c.creation_date)),
-          };
-        }
-        behind++;
-        oldest = c.creation_date;
-        if (behind >= LAG_SCAN_LIMIT)
-          return { commitsBehind: behind, lagSeconds: Date.now() / 1000 - oldest };
-      }
-    }
-  }
-  return { commitsBehind: 1, lagSeconds: 0 };
+/** What a lane keeps between its runs in this process. */
+interface LaneContext {
+  dest: S3Destination;
+  exporter: Exporter;
+  lease: Lease | undefined;
+  /** The lane's ledger as last saved; undefined: read it again (new holder, failed run). */
+  ledger: Ledger | undefined;
 }
 
 /** Keeps the newest `keep` status files, and always the newest SUCCESS (a resume point). */
@@ -87,44 +68,60 @@ async function pruneStatusFiles(
 }
 
 /**
- * Brings one lane's destination to its branch HEAD by the ledger's cover rule: the diffs from
+ * Brings lanes' destinations to their branch HEADs by the ledger's cover rule: the diffs from
  * the commit the destination holds and from every unfinished attempt, plus the paths that failed
  * last time (once their back-off has passed); or, with no trustworthy base, a reconciling full
  * export. The attempt is recorded before anything is written; the ledger advances after the
- * status file is written.
+ * status file is written. With leases on, a lane writes only while this daemon holds its
+ * destination's lease, and stops (no status file, no ledger) the moment it is lost.
  */
-export function createLaneRunner(deps: LaneSyncDeps) {
-  const ledgers = new Map<string, Ledger>();
-  const exporters = new Map<string, Exporter>();
-  const backoff = (failures: number) =>
-    Math.min(
-      deps.config.scheduler.retryMaxSeconds,
-      deps.config.scheduler.retryBaseSeconds * 2 ** (failures - 1),
-    );
+export class LaneSync {
+  readonly #d: LaneSyncDeps;
+  readonly #lanes = new Map<string, LaneContext>();
 
-  const exporterFor = (lane: Lane, dest: S3Destination): Exporter => {
-    let e = exporters.get(lane.id);
-    if (!e) {
-      const { config } = deps;
-      e = new Exporter({
-        lakefs: deps.lakefs,
-        repository: lane.repository,
-        destination: dest,
-        logger: deps.logger.child({ repository: lane.repository, branch: lane.branch }),
-        concurrency: config.export.concurrency,
-        copyMode: config.export.copyMode,
-        rounds: [...config.export.rounds],
-        retry: config.retry,
-        serverSideSources: config.export.serverSideCopySources,
-      });
-      exporters.set(lane.id, e);
+  constructor(deps: LaneSyncDeps) {
+    this.#d = deps;
+  }
+
+  /** The scheduler's runner. Throws when an export could not complete, to back off. */
+  readonly run = async (lane: Lane, signal: AbortSignal): Promise<LaneOutcome> => {
+    try {
+      return await this.#run(lane, signal);
+    } catch (err) {
+      // A FAILURE status file is counted as a failed export already; this is "could not run".
+      if (!(err instanceof ExportFailedError)) this.#d.metrics.exportError();
+      if (err instanceof LeaseLostError) {
+        this.#d.metrics.lease("lost");
+        this.#d.logger.warn(
+          { repository: lane.repository, branch: lane.branch, err: err.message },
+          "lease lost: this daemon stopped writing the lane",
+        );
+      }
+      // The ledger in memory may be ahead of what was saved: read it again next time.
+      const ctx = this.#lanes.get(lane.id);
+      if (ctx) ctx.ledger = undefined;
+      throw err;
     }
-    return e;
   };
 
-  const run = async (lane: Lane, signal: AbortSignal): Promise<LaneOutcome> => {
-    const { lakefs, metrics, config } = deps;
-    const log = deps.logger.child({ repository: lane.repository, branch: lane.branch });
+  /** Forgets a lane this daemon gave up, handing its lease over at once. */
+  async release(laneId: string): Promise<void> {
+    const ctx = this.#lanes.get(laneId);
+    this.#lanes.delete(laneId);
+    if (ctx?.lease?.held) {
+      await ctx.lease.release().catch(() => undefined);
+      this.#d.metrics.lease("released");
+    }
+  }
+
+  /** Hands every lease this daemon holds over at once (shutdown). */
+  async releaseAll(): Promise<void> {
+    await Promise.all([...this.#lanes.keys()].map((id) => this.release(id)));
+  }
+
+  async #run(lane: Lane, signal: AbortSignal): Promise<LaneOutcome> {
+    const { lakefs, metrics } = this.#d;
+    const log = this.#d.logger.child({ repository: lane.repository, branch: lane.branch });
     const started = new Date();
     let head: string;
     try {
@@ -132,9 +129,8 @@ export function createLaneRunner(deps: LaneSyncDeps) {
     } catch (err) {
       if (err instanceof LakefsNotFoundError && err.what === "branch") {
         // post-delete-branch, or found gone by the reconciler: the lane ends, the mirror stays.
-        await deps.checkpoint.forget(lane.id);
-        ledgers.delete(lane.id);
-        exporters.delete(lane.id);
+        await this.#d.checkpoint.forget(lane.id);
+        await this.release(lane.id);
         metrics.removeLane(lane);
         log.info("branch deleted; lane ended");
         return "ended";
@@ -142,64 +138,121 @@ export function createLaneRunner(deps: LaneSyncDeps) {
       throw err;
     }
     lane.headCommit = head;
-    const dest = deps.destination(lane.destination);
-    let ledger = ledgers.get(lane.id);
-    if (!ledger) {
-      const loaded = await deps.ledgers.load(lane, dest, signal);
-      ledger = loaded.ledger;
-      if (loaded.source !== "checkpoint")
-        log.info({ source: loaded.source, base: ledger.base }, "lane state loaded");
+    const ctx = this.#context(lane);
+    if (ctx.lease) {
+      try {
+        // A new holder (this daemon taking over, or again after a gap) reads the ledger anew:
+        // whoever held the lane meanwhile may have moved it on.
+        if (await ctx.lease.ensure(signal)) {
+          ctx.ledger = undefined;
+          metrics.lease("taken");
+        }
+      } catch (err) {
+        if (!(err instanceof LeaseHeldError)) throw err;
+        metrics.lease("held_elsewhere");
+        lane.lastError = err.message;
+        return { retryAt: new Date(Math.max(err.expiresAt.getTime(), Date.now()) + 1000) };
+      }
     }
-    const show = (l: Ledger) => {
-      ledgers.set(lane.id, l);
-      lane.lastExportedCommit = l.base ?? undefined;
-      lane.lastSuccessCommit = l.lastSuccess ?? undefined;
-      lane.failingPaths = l.failed.length;
-    };
-    show(ledger);
-    const lag = await measureLag(lakefs, lane.repository, ledger.base ?? undefined, head, signal);
-    lane.commitsBehind = lag.commitsBehind;
-    lane.lagSeconds = lag.lagSeconds;
-    metrics.lane(lane);
-
-    const plan = planCover(ledger, head, started);
+    if (!ctx.ledger) {
+      const loaded = await this.#d.ledgers.load(lane, ctx.dest, signal);
+      if (loaded.source !== "checkpoint")
+        log.info({ source: loaded.source, base: loaded.ledger.base }, "lane state loaded");
+      this.#show(lane, ctx, loaded.ledger);
+    }
+    const lag = await this.#measure(lane, ctx, head, signal);
+    const plan = planCover(ctx.ledger!, head, started);
     if (plan.kind === "current" || plan.kind === "wait") {
       // Nothing to write. Any pending event is covered: its commit is this HEAD or an older one.
-      await deps.checkpoint.putLedger(lane.id, JSON.stringify(ledger), started);
+      await this.#d.checkpoint.putLedger(lane.id, JSON.stringify(ctx.ledger), started);
       if (plan.kind === "wait") return { retryAt: plan.until };
       lane.lastError = undefined;
       return "done";
     }
+    const { result, mode } = ctx.lease
+      ? await ctx.lease.hold(signal, (held) => this.#export(lane, ctx, plan, head, held))
+      : await this.#export(lane, ctx, plan, head, signal);
+    const ledger = ctx.ledger!;
+    await this.#measure(lane, ctx, undefined, signal);
+    const line = {
+      destination: formatS3Uri(parseS3Uri(lane.destination)),
+      mode,
+      from: plan.kind === "diff" ? plan.from : [],
+      to: head,
+      commitsCovered: lag.commitsBehind,
+      copied: result.copied,
+      deleted: result.deleted,
+      unchanged: result.unchanged,
+      failed: result.failed,
+      failingPaths: ledger.failed.length,
+      bytes: result.bytes,
+      durationMs: result.durationMs,
+      lagSeconds: Math.round(lag.lagSeconds * 1000) / 1000,
+      commitsBehind: lag.commitsBehind,
+      leaseEpoch: ctx.lease?.epoch ?? null,
+      status: result.status,
+      statusFile: result.statusKey,
+    };
+    const prune = () =>
+      pruneStatusFiles(ctx.dest, this.#d.config.status.keep, signal).catch((err: unknown) =>
+        log.warn({ err: errorMessage(err) }, "could not prune old status files"),
+      );
+    if (result.status === "SUCCESS") {
+      lane.lastError = undefined;
+      log.info(line, "export finished");
+      await prune();
+      return "done";
+    }
+    lane.lastError = `${result.failed} failed: ${result.failureLines[0] ?? ""}`;
+    log.error(line, "export failed");
+    if (result.unfinished === undefined) {
+      // Too many failures to track one by one, or a refusal: the whole attempt is retried.
+      throw new ExportFailedError(`export to ${head} wrote ${result.statusKey}: ${lane.lastError}`);
+    }
+    await prune();
+    return ledger.retry ? { retryAt: new Date(ledger.retry.notBefore) } : "done";
+  }
+
+  /** Records the attempt, exports, records the outcome; every write behind the lease's fence. */
+  async #export(
+    lane: Lane,
+    ctx: LaneContext,
+    plan: Exclude<Plan, { kind: "current" | "wait" }>,
+    head: string,
+    signal: AbortSignal,
+  ): Promise<{ result: ExportResult; mode: Plan["kind"] }> {
+    const { config, metrics } = this.#d;
+    const log = this.#d.logger.child({ repository: lane.repository, branch: lane.branch });
+    const started = new Date();
+    let ledger = ctx.ledger!;
     // What the prefix holds, looked at once, before this lane writes anything of its own there:
     // keys under a prefix with no ledger or status file of ours are someone else's.
-    if (isNew(ledger)) ledger = withPrefix(ledger, await prefixState(dest, signal));
+    if (isNew(ledger)) ledger = withPrefix(ledger, await prefixState(ctx.dest, signal));
     // Recorded before the first write: whatever happens next, the next export covers it.
     ledger = beginAttempt(ledger, head, new Date());
-    await deps.ledgers.save(lane, dest, ledger, signal);
-    show(ledger);
+    ctx.lease?.assertHeld();
+    await this.#d.ledgers.save(lane, ctx.dest, ledger, signal);
+    this.#show(lane, ctx, ledger);
 
-    const exporter = exporterFor(lane, dest);
-    const owned = lane.dedicated || ledger.prefix !== "foreign";
-    const unguarded = ledger.prefix === "empty";
     const reconcile = () =>
-      exporter.exportReconciling(
+      ctx.exporter.exportReconciling(
         head,
         {
           dedicated: lane.dedicated,
-          owned,
-          unguarded,
+          owned: lane.dedicated || ledger.prefix !== "foreign",
+          unguarded: ledger.prefix === "empty",
           maxDeletes: parseDeleteLimit(config.export.maxDeletes),
         },
         signal,
       );
     let result: ExportResult;
-    let mode = plan.kind;
+    let mode: Plan["kind"] = plan.kind;
     if (plan.kind === "reconcile") {
       log.info({ reason: plan.reason }, "no trustworthy base; reconciling with a full listing");
       result = await reconcile();
     } else {
       try {
-        result = await exporter.exportCover(
+        result = await ctx.exporter.exportCover(
           plan.from,
           head,
           { retry: plan.retry, carry: plan.carry },
@@ -217,86 +270,90 @@ export function createLaneRunner(deps: LaneSyncDeps) {
     // A listing that found nothing foreign left makes the prefix the lane's own from now on.
     if (mode === "reconcile" && result.kept === 0 && ledger.prefix === "foreign")
       ledger = withPrefix(ledger, "owned");
-
     const retried = mode === "reconcile" || (plan.kind === "diff" && plan.retry.length > 0);
+    const backoffSeconds = (failures: number) =>
+      Math.min(
+        config.scheduler.retryMaxSeconds,
+        config.scheduler.retryBaseSeconds * 2 ** (failures - 1),
+      );
     ledger =
       result.status === "SUCCESS"
         ? completeSuccess(ledger, head, new Date())
         : completeFailure(ledger, head, result.unfinished, {
             now: new Date(),
             retried,
-            backoffSeconds: backoff,
+            backoffSeconds,
           });
     const tracked = result.status === "SUCCESS" || result.unfinished !== undefined;
-    await deps.ledgers.save(lane, dest, ledger, signal, tracked ? started : undefined);
-    show(ledger);
+    ctx.lease?.assertHeld();
+    await this.#d.ledgers.save(lane, ctx.dest, ledger, signal, tracked ? started : undefined);
+    this.#show(lane, ctx, ledger);
+    return { result, mode };
+  }
 
-    const now = await lakefs.getBranch(lane.repository, lane.branch, signal).catch(() => undefined);
-    if (now) {
-      lane.headCommit = now.commit_id;
-      const after = await measureLag(
-        lakefs,
-        lane.repository,
-        ledger.base ?? undefined,
-        now.commit_id,
-        signal,
-      );
-      lane.commitsBehind = after.commitsBehind;
-      lane.lagSeconds = after.lagSeconds;
-    }
-    metrics.lane(lane);
-    const line = {
-      destination: formatS3Uri(parseS3Uri(lane.destination)),
-      mode,
-      from: plan.kind === "diff" ? plan.from : [],
-      to: head,
-      commitsCovered: lag.commitsBehind,
-      copied: result.copied,
-      deleted: result.deleted,
-      unchanged: result.unchanged,
-      failed: result.failed,
-      failingPaths: ledger.failed.length,
-      bytes: result.bytes,
-      durationMs: result.durationMs,
-      lagSeconds: Math.round(lag.lagSeconds * 1000) / 1000,
-      commitsBehind: lag.commitsBehind,
-      status: result.status,
-      statusFile: result.statusKey,
-    };
-    if (result.status === "SUCCESS") {
-      lane.lastError = undefined;
-      log.info(line, "export finished");
-      await pruneStatusFiles(dest, config.status.keep, signal).catch((err: unknown) =>
-        log.warn({ err, destination: lane.destination }, "could not prune old status files"),
-      );
-      return "done";
-    }
-    lane.lastError = `${result.failed} failed: ${result.failureLines[0] ?? ""}`;
-    log.error(line, "export failed");
-    if (!tracked) {
-      // Too many failures to track one by one, or a refusal: the whole attempt is retried.
-      throw new ExportFailedError(`export to ${head} wrote ${result.statusKey}: ${lane.lastError}`);
-    }
-    await pruneStatusFiles(dest, config.status.keep, signal).catch((err: unknown) =>
-      log.warn(
-        { err: errorMessage(err), destination: lane.destination },
-        "could not prune old status files",
-      ),
+  #context(lane: Lane): LaneContext {
+    let ctx = this.#lanes.get(lane.id);
+    if (ctx) return ctx;
+    const { config } = this.#d;
+    const dest = this.#d.destination(lane.destination);
+    const logger = this.#d.logger.child({ repository: lane.repository, branch: lane.branch });
+    const lease = config.lease.enabled
+      ? new Lease({
+          dest,
+          owner: this.#d.owner(),
+          repository: lane.repository,
+          branch: lane.branch,
+          ttlMs: config.lease.ttlSeconds * 1000,
+          logger,
+          retry: config.retry,
+        })
+      : undefined;
+    const exporter = new Exporter({
+      lakefs: this.#d.lakefs,
+      repository: lane.repository,
+      destination: dest,
+      logger,
+      concurrency: config.export.concurrency,
+      copyMode: config.export.copyMode,
+      rounds: [...config.export.rounds],
+      retry: config.retry,
+      serverSideSources: config.export.serverSideCopySources,
+      // Every write of an export checks that this daemon still holds the destination.
+      ...(lease ? { fence: () => lease.assertHeld() } : {}),
+    });
+    ctx = { dest, exporter, lease, ledger: undefined };
+    this.#lanes.set(lane.id, ctx);
+    return ctx;
+  }
+
+  #show(lane: Lane, ctx: LaneContext, ledger: Ledger): void {
+    ctx.ledger = ledger;
+    lane.lastExportedCommit = ledger.base ?? undefined;
+    lane.lastSuccessCommit = ledger.lastSuccess ?? undefined;
+    lane.failingPaths = ledger.failed.length;
+  }
+
+  /** Updates the lane's lag against `head` (or the branch's HEAD now) in /status and metrics. */
+  async #measure(lane: Lane, ctx: LaneContext, head: string | undefined, signal: AbortSignal) {
+    const { lakefs, metrics } = this.#d;
+    const now =
+      head ??
+      (await lakefs.getBranch(lane.repository, lane.branch, signal).catch(() => undefined))
+        ?.commit_id;
+    if (!now) return { commitsBehind: lane.commitsBehind, lagSeconds: lane.lagSeconds };
+    lane.headCommit = now;
+    const lag = await measureLag(
+      lakefs,
+      lane.repository,
+      ctx.ledger?.base ?? undefined,
+      now,
+      signal,
     );
-    return ledger.retry ? { retryAt: new Date(ledger.retry.notBefore) } : "done";
-  };
-
-  return async (lane: Lane, signal: AbortSignal): Promise<LaneOutcome> => {
-    try {
-      return await run(lane, signal);
-    } catch (err) {
-      // A FAILURE status file is counted as a failed export already; this is "could not run".
-      if (!(err instanceof ExportFailedError)) deps.metrics.exportError();
-      // The in-memory ledger may be ahead of what was saved: read it again next time.
-      ledgers.delete(lane.id);
-      throw err;
-    }
-  };
+    lane.commitsBehind = lag.commitsBehind;
+    lane.lagSeconds = lag.lagSeconds;
+    metrics.lane(lane);
+    return lag;
+  }
 }
 
 /** A mirror's destination for one branch, normalized: `s3a://b/x` and `s3://b/x/` are one place. */

@@ -17,6 +17,8 @@ export interface ReconcilerDeps {
   metrics: Metrics;
   logger: Logger;
   intervalSeconds: number;
+  /** Whether this daemon works on the lanes of (repository, branch) (see Ownership). */
+  owns: (repository: string, branch: string) => boolean;
 }
 
 export class Reconciler {
@@ -30,6 +32,13 @@ export class Reconciler {
   }
 
   start(): void {
+    this.#tick();
+  }
+
+  /** A pass now (when this daemon was given lanes), unless one is running. */
+  trigger(): void {
+    if (this.#closed || this.#running) return;
+    clearTimeout(this.#timer);
     this.#tick();
   }
 
@@ -58,6 +67,7 @@ export class Reconciler {
       try {
         for await (const page of lakefs.listBranches(repository)) {
           for (const ref of page) {
+            if (!this.#deps.owns(repository, ref.id)) continue;
             for (const key of router.match(repository, ref.id)) {
               const lane = scheduler.lane(key);
               seen.add(lane.id);

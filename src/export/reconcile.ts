@@ -5,7 +5,7 @@ import type { PrefixState } from "../ledger/ledger.ts";
 import type { ListedObject, S3Destination } from "../s3/destination.ts";
 import type { ExportTask } from "./task.ts";
 import { flatten, mergeSorted } from "./order.ts";
-import { LEDGER_PATH, isReservedPath } from "./reserved.ts";
+import { LEDGER_PATH, RESERVED_PREFIX, isReservedPath } from "./reserved.ts";
 import { parseStatusFileName } from "./status-file.ts";
 
 /** The most keys a listing may delete: a count, or a share of the keys under the prefix. */
@@ -152,15 +152,22 @@ export async function prefixOwned(dest: S3Destination, signal?: AbortSignal): Pr
   return false;
 }
 
-/** What a prefix holds: nothing but lakefs-mirror's records, or more (whose?). */
+/**
+ * What a prefix holds for a lane that has no record of it yet: nothing ("empty"; its own lease
+ * may be there already), status files of an earlier export ("owned"), or keys of someone else
+ * ("foreign", unless a status file or ledger says lakefs-mirror wrote them).
+ */
 export async function prefixState(dest: S3Destination, signal?: AbortSignal): Promise<PrefixState> {
+  let statusFiles = false;
   for await (const page of dest.list("", signal)) {
-    if (page.some((o) => !isReservedPath(o.path)))
-      return (await prefixOwned(dest, signal)) ? "owned" : "foreign";
-    // A first page of nothing but status files: a previous lane's; its keys may come later.
-    if (page.length > 0) return "owned";
+    for (const o of page) {
+      if (o.path.startsWith(RESERVED_PREFIX)) continue;
+      if (!isReservedPath(o.path))
+        return statusFiles || (await prefixOwned(dest, signal)) ? "owned" : "foreign";
+      statusFiles = true;
+    }
   }
-  return "empty";
+  return statusFiles ? "owned" : "empty";
 }
 
 function compare(stats: ObjectStats, obj: ListedObject): ExportTask {

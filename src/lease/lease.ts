@@ -107,6 +107,37 @@ export class Lease {
     }
   }
 
+  /**
+   * Runs `work` while renewing the lease every third of its TTL. If the lease is lost meanwhile,
+   * the signal given to `work` aborts and this rejects with LeaseLostError, whatever `work` threw.
+   */
+  async hold<T>(signal: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const lost = new AbortController();
+    let lostWith: LeaseLostError | undefined;
+    let renewal: Promise<void> | undefined;
+    const renewing = setInterval(() => {
+      // One renewal at a time: a second one with the same ETag would lose to the first.
+      renewal ??= this.renew(signal)
+        .catch((err: unknown) => {
+          if (err instanceof LeaseLostError) {
+            lostWith ??= err;
+            lost.abort(err);
+          } else {
+            this.#o.logger.warn({ err, destination: this.#where() }, "lease renewal failed");
+          }
+        })
+        .finally(() => (renewal = undefined));
+    }, this.#o.ttlMs / 3);
+    try {
+      return await work(AbortSignal.any([signal, lost.signal]));
+    } catch (err) {
+      throw lostWith ?? err;
+    } finally {
+      clearInterval(renewing);
+      await renewal;
+    }
+  }
+
   /** Hands the lease over at once (marks it expired) if this process holds it. */
   async release(signal?: AbortSignal): Promise<void> {
     const record = this.#record;

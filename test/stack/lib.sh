@@ -89,3 +89,12 @@ stop() {
 lakefs_bin() { echo "$BIN_DIR/lakefs-$LAKEFS_VERSION"; }
 minio_bin() { echo "$BIN_DIR/minio-$MINIO_VERSION"; }
 kafka_libs() { echo "$STACK_DIR/kafka-$KAFKA_VERSION/libs"; }
+
+# Sets KAFKA_JAVA to the JVM command line of Kafka's tools and broker.
+kafka_java() {
+  KAFKA_JAVA=(java -Xms128m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$STACK_SRC/kafka-log4j2.properties" -cp "$(kafka_libs)/*")
+}
+
+# kafka_ready PORT: the broker listens and its log says it started (since the last start).
+kafka_ready() { port_open "$1" && grep -q "Kafka Server started" "$RUN_DIR/logs/kafka.log"; }

@@ -1,0 +1,39 @@
+import type { LakefsClient } from "../lakefs/client.ts";
+
+/** Commits walked back from HEAD looking for the mirrored one before giving up. */
+const LAG_SCAN_LIMIT = 1000;
+
+/**
+ * How far a lane is behind its branch: the commits from HEAD back to the commit the mirror
+ * holds, and the age of the oldest of them. When that commit is not among HEAD's ancestors (a
+ * hard reset, or a lane that never exported), the branch counts as one move behind, with no age
+ * to report: a reset's time is not recorded anywhere in lakeFS.
+ */
+export async function measureLag(
+  lakefs: LakefsClient,
+  repository: string,
+  mirrored: string | undefined,
+  headCommit: string,
+  signal?: AbortSignal,
+): Promise<{ commitsBehind: number; lagSeconds: number }> {
+  if (mirrored === headCommit) return { commitsBehind: 0, lagSeconds: 0 };
+  let behind = 0;
+  let oldest: number | undefined;
+  if (mirrored) {
+    for await (const page of lakefs.logCommits(repository, headCommit, signal)) {
+      for (const c of page) {
+        if (c.id === mirrored) {
+          return {
+            commitsBehind: behind,
+            lagSeconds: Math.max(0, Date.now() / 1000 - (oldest ?? c.creation_date)),
+          };
+        }
+        behind++;
+        oldest = c.creation_date;
+        if (behind >= LAG_SCAN_LIMIT)
+          return { commitsBehind: behind, lagSeconds: Date.now() / 1000 - oldest };
+      }
+    }
+  }
+  return { commitsBehind: 1, lagSeconds: 0 };
+}
