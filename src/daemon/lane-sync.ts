@@ -176,6 +176,8 @@ export class LaneSync {
     await this.#measure(lane, ctx, undefined, signal);
     const line = {
       destination: formatS3Uri(parseS3Uri(lane.destination)),
+      // From here to this line's time, this daemon wrote the destination (the lease says alone).
+      startedAt: started.toISOString(),
       mode,
       from: plan.kind === "diff" ? plan.from : [],
       to: head,
