@@ -12,15 +12,18 @@ export interface CliIo {
 export const USAGE = `Usage:
   lakefs-mirror export <repository> <s3://bucket/prefix/> --branch=<branch> [--prev_commit_id=<commit>]
   lakefs-mirror export <repository> <s3://bucket/prefix/> --commit_id=<commit>
+      [--sync [--max-deletes=N|P%] [--dedicated]] (whole exports: also delete what the commit lacks)
       [--dry-run] [--copy-mode=auto|server-side|stream] [--concurrency=N] [--config=FILE]
       [--round=<regex>=<n> ...] [--multipart-threshold=BYTES] [--part-size=BYTES]
       [--copy-multipart-threshold=BYTES] [--copy-part-size=BYTES]
   lakefs-mirror run [--config=FILE] [--forward-webhooks-to-kafka] [--print-config]
   lakefs-mirror verify <repository> <commit-or-branch> <s3://bucket/prefix/> [--no-metadata] [--config=FILE]
+  lakefs-mirror status [--url=http://127.0.0.1:8081] [--max-lag=SECONDS] [--json]
 
 lakeFS: LAKEFS_ENDPOINT, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY.
 S3: the AWS SDK's own variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, …).
-Exit status: 0 when the export wrote a SUCCESS status file (verify: no difference), 1 otherwise, 2 on bad usage.
+Exit status: 0 when the export wrote a SUCCESS status file (verify: no difference; status: every
+lane current), 1 otherwise, 2 on bad usage.
 `;
 
 /** Runs one CLI command and returns its exit code. Never calls process.exit. */
@@ -36,6 +39,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         return await (await import("./verify-command.ts")).verifyCommand(rest, io);
       case "run":
         return await (await import("./run-command.ts")).runCommand(rest, io);
+      case "status":
+        return await (await import("./status-command.ts")).statusCommand(rest, io);
       case undefined:
       case "help":
       case "--help":

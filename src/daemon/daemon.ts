@@ -111,6 +111,9 @@ export class Daemon {
       ...config.scheduler,
       logger: logger.child({ component: "scheduler" }),
       run: this.#lanes.run,
+      onRun: (lane) => {
+        if (lane.state !== "ended") this.metrics.lane(lane);
+      },
     });
     this.#intake = new Intake({
       router,
@@ -184,6 +187,7 @@ export class Daemon {
     this.#kafka?.start();
     this.reconciler.start();
     this.#state = "running";
+    this.metrics.ready(true);
     this.#logger.info(
       {
         address: this.http.address,
@@ -199,6 +203,7 @@ export class Daemon {
   async close(): Promise<void> {
     if (this.#state === "closing" || this.#state === "closed") return;
     this.#state = "closing";
+    this.metrics.ready(false);
     this.http.stopIntake();
     const steps: [string, () => Promise<void>][] = [
       ["kafka", async () => this.#kafka?.close()],

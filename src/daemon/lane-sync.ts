@@ -269,6 +269,7 @@ export class LaneSync {
       }
     }
     metrics.export(lane, result);
+    lane.lastExportAt = new Date();
     // A listing that found nothing foreign left makes the prefix the lane's own from now on.
     if (mode === "reconcile" && result.kept === 0 && ledger.prefix === "foreign")
       ledger = withPrefix(ledger, "owned");

@@ -25,6 +25,23 @@ export class Metrics {
     labelNames: laneLabels,
     registers: [this.registry],
   });
+  readonly #errors = new Gauge({
+    name: "lakefs_mirror_lane_errors",
+    help: "Runs in a row that could not complete an export (lakeFS or S3 away, lease lost); 0 after one that did",
+    labelNames: laneLabels,
+    registers: [this.registry],
+  });
+  readonly #lastExport = new Gauge({
+    name: "lakefs_mirror_lane_last_export_timestamp_seconds",
+    help: "When the lane's last export ended with a status file (SUCCESS or FAILURE), Unix seconds",
+    labelNames: laneLabels,
+    registers: [this.registry],
+  });
+  readonly #ready = new Gauge({
+    name: "lakefs_mirror_ready",
+    help: "1 while the daemon runs and takes webhooks, 0 while it starts or stops",
+    registers: [this.registry],
+  });
   readonly #exports = new Counter({
     name: "lakefs_mirror_exports_total",
     help: "Exports run, by result (success, failure, error)",
@@ -92,6 +109,12 @@ export class Metrics {
     this.#lag.set(labels, lane.lagSeconds);
     this.#behind.set(labels, lane.commitsBehind);
     this.#failing.set(labels, lane.failingPaths);
+    this.#errors.set(labels, lane.failures);
+    if (lane.lastExportAt) this.#lastExport.set(labels, lane.lastExportAt.getTime() / 1000);
+  }
+
+  ready(ready: boolean): void {
+    this.#ready.set(ready ? 1 : 0);
   }
 
   removeLane(lane: Lane): void {
@@ -103,6 +126,8 @@ export class Metrics {
     this.#lag.remove(labels);
     this.#behind.remove(labels);
     this.#failing.remove(labels);
+    this.#errors.remove(labels);
+    this.#lastExport.remove(labels);
   }
 
   export(_lane: Lane, result: ExportResult): void {

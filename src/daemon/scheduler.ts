@@ -28,6 +28,8 @@ export interface Lane extends LaneKey {
   failingPaths: number;
   /** Consecutive runs that could not complete an export. */
   failures: number;
+  /** When the lane's last export ended with a status file. */
+  lastExportAt: Date | undefined;
   /** Bumped by every event; an export started at sequence s covers every event up to s. */
   requested: number;
   covered: number;
@@ -52,6 +54,8 @@ export interface SchedulerOptions {
   retryMaxSeconds: number;
   run: LaneRunner;
   logger: Logger;
+  /** Called after every run of a lane, however it ended (metrics follow the lane's state). */
+  onRun?: (lane: Lane) => void;
 }
 
 /**
@@ -101,6 +105,7 @@ export class Scheduler {
         lastError: undefined,
         failingPaths: 0,
         failures: 0,
+        lastExportAt: undefined,
         requested: 0,
         covered: 0,
       };
@@ -159,7 +164,15 @@ export class Scheduler {
     const own = new AbortController();
     this.#runs.set(lane.id, own);
     try {
-      const outcome = await this.#o.run(lane, AbortSignal.any([this.#abort.signal, own.signal]));
+      await this.#attempt(lane, startedAt, own.signal);
+    } finally {
+      if (this.lanes.has(lane.id)) this.#o.onRun?.(lane);
+    }
+  }
+
+  async #attempt(lane: Lane, startedAt: number, own: AbortSignal): Promise<void> {
+    try {
+      const outcome = await this.#o.run(lane, AbortSignal.any([this.#abort.signal, own]));
       if (!this.lanes.has(lane.id)) return;
       lane.failures = 0;
       lane.covered = startedAt;
