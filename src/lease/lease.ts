@@ -166,8 +166,9 @@ export class Lease {
         );
       }
     }
-    // Our own unexpired lease (a restart with the same owner name) carries on in its epoch.
-    const same = previous?.owner === this.#o.owner && Date.parse(previous.expiresAt) > this.#now();
+    // A lease last written by this owner (this process after an idle spell, or a restart with
+    // the same name) carries on in its epoch: nobody else has held it since.
+    const same = previous?.owner === this.#o.owner;
     const next = this.#next(same && previous ? previous.epoch : (previous?.epoch ?? 0) + 1);
     const condition = current ? { ifMatch: current.etag } : { ifNoneMatch: "*" as const };
     if (!(await this.#write(next, condition, signal))) {

@@ -105,6 +105,15 @@ describe("destination lease", () => {
     assert.equal((await record())?.owner, "daemon-b");
   });
 
+  it("after an idle spell past the TTL, its last holder takes it back in the same epoch", async () => {
+    const { lease, clock } = await setup();
+    const a = lease("daemon-a");
+    assert.equal(await a.ensure(), true);
+    clock.advance(60_000);
+    assert.equal(await a.ensure(), false, "nobody held it meanwhile: nothing to read again");
+    assert.equal(a.epoch, 1);
+  });
+
   it("of two daemons racing for a free lease, exactly one gets it (S3 If-None-Match)", async () => {
     const { lease, record } = await setup();
     const racers = Array.from({ length: 6 }, (_, i) => lease(`racer-${i}`));
