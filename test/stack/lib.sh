@@ -7,6 +7,8 @@
 LAKEFS_VERSION=${LAKEFS_VERSION:-v1.86.0}
 MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 KAFKA_VERSION=${KAFKA_VERSION:-4.1.1}
+# Prometheus's promtool checks and unit-tests the alert rules in deploy/prometheus/.
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
 
 STACK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STACK_DIR=${LAKEFS_MIRROR_STACK_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lakefs-mirror/stack}
@@ -89,6 +91,7 @@ stop() {
 lakefs_bin() { echo "$BIN_DIR/lakefs-$LAKEFS_VERSION"; }
 minio_bin() { echo "$BIN_DIR/minio-$MINIO_VERSION"; }
 kafka_libs() { echo "$STACK_DIR/kafka-$KAFKA_VERSION/libs"; }
+promtool_bin() { echo "$BIN_DIR/promtool-$PROMETHEUS_VERSION"; }
 
 # Sets KAFKA_JAVA to the JVM command line of Kafka's tools and broker.
 kafka_java() {
