@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { S3Destination } from "../src/s3/destination.ts";
 import { verifyMirror } from "../src/verify/verify.ts";
-import { actionFor, laneStatus, waitForExported } from "../test/helpers/daemon.ts";
+import { actionFor, waitForExported } from "../test/helpers/daemon.ts";
 import { connectStack, createBucket, createRepo } from "../test/helpers/stack.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -109,14 +109,31 @@ for (const [message, files, deletes] of rounds) {
   );
 }
 
-say("GET /status");
-process.stdout.write(JSON.stringify(await laneStatus(url), null, 2) + "\n");
+say(`lakefs-mirror status --url ${url}   (a table on a terminal, JSON otherwise)`);
+const statusExit = await new Promise<number | null>((resolve) => {
+  const cli = spawn(process.execPath, [join(root, "dist/cli/bin.js"), "status", "--url", url], {
+    env,
+    stdio: "inherit",
+  });
+  cli.on("exit", resolve);
+});
+process.stdout.write(`(exit status ${statusExit}: 0 means every lane is current)\n`);
+
+say(`the lane's lag as Prometheus scrapes it from ${url}/metrics`);
+const metrics = await (await fetch(`${url}/metrics`)).text();
+process.stdout.write(
+  metrics
+    .split("\n")
+    .filter((l) => /^lakefs_mirror_(lane_|exports_total|ready)/.test(l))
+    .join("\n") + "\n",
+);
 const result = await verifyMirror({
   lakefs: stack.lakefs,
   s3: stack.s3,
   repository: repo,
   ref: head,
   destination: new S3Destination(stack.s3, { bucket, prefix: `${repo}/main/` }),
+  gateway: stack.gateway,
 });
 say(
   `verify: ${result.compared} objects compared, ${result.differences.length} differences; the mirror is at ` +
