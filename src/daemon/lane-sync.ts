@@ -232,8 +232,8 @@ export class LaneSync {
     if (isNew(ledger)) ledger = withPrefix(ledger, await prefixState(ctx.dest, signal));
     // Recorded before the first write: whatever happens next, the next export covers it.
     ledger = beginAttempt(ledger, head, new Date());
-    ctx.lease?.assertHeld();
-    await this.#d.ledgers.save(lane, ctx.dest, ledger, signal);
+    const fence = ctx.lease ? () => ctx.lease!.assertHeld() : undefined;
+    await this.#d.ledgers.save(lane, ctx.dest, ledger, { signal, fence });
     this.#show(lane, ctx, ledger);
 
     const reconcile = () =>
@@ -288,8 +288,11 @@ export class LaneSync {
             backoffSeconds,
           });
     const tracked = result.status === "SUCCESS" || result.unfinished !== undefined;
-    ctx.lease?.assertHeld();
-    await this.#d.ledgers.save(lane, ctx.dest, ledger, signal, tracked ? started : undefined);
+    await this.#d.ledgers.save(lane, ctx.dest, ledger, {
+      signal,
+      coveredUntil: tracked ? started : undefined,
+      fence,
+    });
     this.#show(lane, ctx, ledger);
     return { result, mode };
   }

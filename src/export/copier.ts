@@ -1,3 +1,4 @@
+import { Transform } from "node:stream";
 import type { Logger } from "pino";
 import { DestinationError, ObjectRefusedError } from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
@@ -51,6 +52,11 @@ export interface ObjectCopierOptions {
    * always allowed): `s3://bucket/prefix/` locations, such as the sources of imports.
    */
   serverSideSources?: readonly string[] | undefined;
+  /**
+   * Checked at the last moment before each write request, retries included, and before each
+   * chunk of a streamed body: throws (LeaseLostError) when this process may no longer write.
+   */
+  fence?: (() => void) | undefined;
 }
 
 /**
@@ -88,9 +94,10 @@ export class ObjectCopier {
     }
     if (allowed && !this.#unreadableBuckets.has(source.bucket)) {
       try {
-        await this.#retrying(`copy ${stats.path}`, signal, () =>
-          this.#o.dest.serverSideCopy(source, stats.path, size, meta, signal),
-        );
+        await this.#retrying(`copy ${stats.path}`, signal, () => {
+          this.#o.fence?.();
+          return this.#o.dest.serverSideCopy(source, stats.path, size, meta, signal);
+        });
         return { method: "server-side", bytes: size };
       } catch (err) {
         if (mode === "server-side" || !(err instanceof DestinationError) || err.retriable)
@@ -113,7 +120,24 @@ export class ObjectCopier {
         stats.path,
         signal,
       );
-      await this.#o.dest.putStream(stats.path, body, size, meta, signal);
+      const fence = this.#o.fence;
+      if (!fence) return this.#o.dest.putStream(stats.path, body, size, meta, signal);
+      fence();
+      // A process paused in the middle of an upload must not finish it when it wakes: every
+      // chunk passes the fence, and a refused chunk aborts the request before S3 has it whole.
+      const fenced = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          try {
+            fence();
+            done(null, chunk);
+          } catch (err) {
+            done(err as Error);
+          }
+        },
+      });
+      body.on("error", (err) => fenced.destroy(err));
+      fenced.once("error", () => body.destroy());
+      await this.#o.dest.putStream(stats.path, body.pipe(fenced), size, meta, signal);
     });
     return { method: "stream", bytes: size };
   }

@@ -177,15 +177,14 @@ export class ExportRun {
     const status: ExportStatus = progress.failed === 0 ? "SUCCESS" : "FAILURE";
     const statusKey = statusFileName(this.#commitId, status, new Date());
     // The status file is written last: its presence is what readers and the daemon trust.
-    await withRetry(
-      () =>
-        this.#o.destination.putText(
-          statusKey,
-          status === "SUCCESS" ? SUCCESS_TEXT : failureText(this.#failures, progress.failed),
-          signal,
-        ),
-      this.#retryOptions("write the status file"),
-    );
+    await withRetry(() => {
+      this.#o.fence?.();
+      return this.#o.destination.putText(
+        statusKey,
+        status === "SUCCESS" ? SUCCESS_TEXT : failureText(this.#failures, progress.failed),
+        signal,
+      );
+    }, this.#retryOptions("write the status file"));
     return {
       ...progress,
       status,
@@ -298,7 +297,8 @@ export class ExportRun {
       }
       this.#done(task.path);
     } catch (err) {
-      if (signal?.aborted) return;
+      // Aborted, or stopped by the fence (no longer this process's to write): not a failure.
+      if (signal?.aborted || !this.#mayWrite()) return;
       this.#fail("copy", task.path, err);
       this.#o.logger.warn({ path: task.path, err }, "copy failed");
     } finally {
@@ -329,7 +329,10 @@ export class ExportRun {
     if (!this.#mayWrite()) return;
     try {
       const refused = await withRetry(
-        () => this.#o.destination.deleteBatch(paths, signal),
+        () => {
+          this.#o.fence?.();
+          return this.#o.destination.deleteBatch(paths, signal);
+        },
         this.#retryOptions(`delete ${paths.length} keys`),
       );
       const bad = new Set(refused.map((r) => r.path));
@@ -337,7 +340,7 @@ export class ExportRun {
       for (const p of paths) if (!bad.has(p)) this.#done(p);
       this.#progress.deleted += paths.length - refused.length;
     } catch (err) {
-      if (signal?.aborted) return;
+      if (signal?.aborted || !this.#mayWrite()) return;
       for (const p of paths) this.#fail("delete", p, err);
     }
     this.#o.onProgress?.(this.#progress);

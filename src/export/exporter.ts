@@ -89,6 +89,7 @@ export class Exporter {
       logger: options.logger,
       retry: options.retry,
       serverSideSources: options.serverSideSources,
+      fence: options.fence,
     });
   }
 

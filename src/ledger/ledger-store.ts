@@ -80,12 +80,16 @@ export class LedgerStore {
     lane: LaneRef,
     dest: S3Destination,
     ledger: Ledger,
-    signal?: AbortSignal,
-    coveredUntil?: Date,
+    options: { signal?: AbortSignal; coveredUntil?: Date | undefined; fence?: () => void } = {},
   ): Promise<void> {
+    const { signal, coveredUntil, fence } = options;
     const text = JSON.stringify(ledger);
     await withRetry(
-      () => dest.putText(LEDGER_PATH, text, signal, "application/json"),
+      () => {
+        // Checked on every attempt: a process paused between tries must not write when it wakes.
+        fence?.();
+        return dest.putText(LEDGER_PATH, text, signal, "application/json");
+      },
       this.#retryOptions("write the lane ledger", signal),
     );
     await this.#o.checkpoint.putLedger(lane.id, text, coveredUntil);
