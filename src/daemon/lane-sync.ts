@@ -151,7 +151,11 @@ export class LaneSync {
         if (!(err instanceof LeaseHeldError)) throw err;
         metrics.lease("held_elsewhere");
         lane.lastError = err.message;
-        return { retryAt: new Date(Math.max(err.expiresAt.getTime(), Date.now()) + 1000) };
+        // Nothing exported: the events that asked for this run are not covered yet.
+        return {
+          retryAt: new Date(Math.max(err.expiresAt.getTime(), Date.now()) + 1000),
+          covered: false,
+        };
       }
     }
     if (!ctx.ledger) {
@@ -312,6 +316,7 @@ export class LaneSync {
           ttlMs: config.lease.ttlSeconds * 1000,
           logger,
           retry: config.retry,
+          onRenewed: () => this.#d.metrics.lease("renewed"),
         })
       : undefined;
     const exporter = new Exporter({

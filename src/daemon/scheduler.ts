@@ -40,10 +40,11 @@ export function laneId(key: Pick<LaneKey, "repository" | "branch" | "destination
 }
 
 /**
- * What a run achieved: the lane is current ("done"), its branch is gone ("ended"), or it is
- * current except for failing paths to try again at `retryAt` (sooner if an event comes).
+ * What a run achieved: the lane is current ("done"), its branch is gone ("ended"), or it is to
+ * run again at `retryAt` (sooner if an event comes): current except for failing paths, or, with
+ * `covered: false`, not exported at all (another daemon holds the destination for now).
  */
-export type LaneOutcome = "done" | "ended" | { retryAt: Date };
+export type LaneOutcome = "done" | "ended" | { retryAt: Date; covered?: boolean };
 
 /** What running a lane means: bring its destination to the branch HEAD. Throws to back off. */
 export type LaneRunner = (lane: Lane, signal: AbortSignal) => Promise<LaneOutcome>;
@@ -175,8 +176,10 @@ export class Scheduler {
       const outcome = await this.#o.run(lane, AbortSignal.any([this.#abort.signal, own]));
       if (!this.lanes.has(lane.id)) return;
       lane.failures = 0;
-      lane.covered = startedAt;
-      this.#release(lane);
+      if (typeof outcome !== "object" || outcome.covered !== false) {
+        lane.covered = startedAt;
+        this.#release(lane);
+      }
       if (outcome === "ended") {
         lane.state = "ended";
         lane.covered = Number.MAX_SAFE_INTEGER;

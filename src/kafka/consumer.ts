@@ -60,6 +60,8 @@ export class KafkaIntake {
       allowAutoTopicCreation: false,
       sessionTimeout: deps.config.sessionTimeoutMs,
       heartbeatInterval: deps.config.heartbeatIntervalMs,
+      // kafkajs heartbeats between fetches: a fetch may not wait out the session.
+      maxWaitTimeInMs: Math.min(5_000, Math.floor(deps.config.sessionTimeoutMs / 3)),
       rebalanceTimeout: Math.max(deps.config.sessionTimeoutMs, 10_000),
     });
     this.#producer = deps.config.deadLetterTopic

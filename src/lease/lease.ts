@@ -31,6 +31,8 @@ export interface LeaseOptions {
   logger: Logger;
   retry?: Partial<RetryPolicy> | undefined;
   now?: () => number;
+  /** Told of each successful renewal (metrics). */
+  onRenewed?: (() => void) | undefined;
 }
 
 /**
@@ -96,6 +98,7 @@ export class Lease {
       this.#forget();
       throw new LeaseLostError(`lease on ${this.#where()} was taken over`);
     }
+    this.#o.onRenewed?.();
   }
 
   /** Throws LeaseLostError unless this process holds the lease with time to spare. */
@@ -108,26 +111,34 @@ export class Lease {
   }
 
   /**
-   * Runs `work` while renewing the lease every third of its TTL. If the lease is lost meanwhile,
-   * the signal given to `work` aborts and this rejects with LeaseLostError, whatever `work` threw.
+   * Runs `work` while keeping the lease: renewed whenever a third of its TTL has passed since
+   * it was last written (checked every sixth), so at least half a TTL is always left and the
+   * fence never finds it about to expire. If the lease is lost meanwhile, the signal given to
+   * `work` aborts and this rejects with LeaseLostError, whatever `work` threw.
    */
   async hold<T>(signal: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const lost = new AbortController();
     let lostWith: LeaseLostError | undefined;
+    const due = () => this.#remainingMs() <= (this.#o.ttlMs * 2) / 3;
+    const keep = async () => {
+      try {
+        if (due()) await this.renew(signal);
+      } catch (err) {
+        if (err instanceof LeaseLostError) {
+          lostWith ??= err;
+          lost.abort(err);
+        } else {
+          this.#o.logger.warn({ err, destination: this.#where() }, "lease renewal failed");
+        }
+      }
+    };
+    await keep();
+    if (lostWith) throw lostWith;
     let renewal: Promise<void> | undefined;
     const renewing = setInterval(() => {
       // One renewal at a time: a second one with the same ETag would lose to the first.
-      renewal ??= this.renew(signal)
-        .catch((err: unknown) => {
-          if (err instanceof LeaseLostError) {
-            lostWith ??= err;
-            lost.abort(err);
-          } else {
-            this.#o.logger.warn({ err, destination: this.#where() }, "lease renewal failed");
-          }
-        })
-        .finally(() => (renewal = undefined));
-    }, this.#o.ttlMs / 3);
+      renewal ??= keep().finally(() => (renewal = undefined));
+    }, this.#o.ttlMs / 6);
     try {
       return await work(AbortSignal.any([signal, lost.signal]));
     } catch (err) {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { LEASE_PATH } from "../../src/export/reserved.ts";
 import { Lease, parseLease } from "../../src/lease/lease.ts";
 import { S3Destination } from "../../src/s3/destination.ts";
@@ -112,6 +113,35 @@ describe("destination lease", () => {
     clock.advance(60_000);
     assert.equal(await a.ensure(), false, "nobody held it meanwhile: nothing to read again");
     assert.equal(a.epoch, 1);
+  });
+
+  it("held through work longer than its TTL, even when the work starts late in the lease's life", async () => {
+    const bucket = await createBucket(stack);
+    const dest = new S3Destination(stack.s3, { bucket, prefix: "" });
+    let renewals = 0;
+    const a = new Lease({
+      dest,
+      owner: "daemon-a",
+      repository: "repo",
+      branch: "main",
+      ttlMs: 3000,
+      logger: silentLogger,
+      onRenewed: () => renewals++,
+    });
+    await a.ensure();
+    // The run loads its ledger and measures lag before it starts writing: half the TTL gone.
+    await sleep(1500);
+    let checks = 0;
+    await a.hold(AbortSignal.timeout(30_000), async (signal) => {
+      const until = Date.now() + 4500;
+      while (Date.now() < until) {
+        a.assertHeld();
+        checks++;
+        await sleep(100, undefined, { signal });
+      }
+    });
+    assert.ok(checks > 30);
+    assert.ok(renewals >= 3, `${renewals} renewals in 4.5 s of a 3 s lease`);
   });
 
   it("of two daemons racing for a free lease, exactly one gets it (S3 If-None-Match)", async () => {
