@@ -62,15 +62,16 @@ export class Reconciler {
   async reconcile(): Promise<number> {
     const { lakefs, router, scheduler, metrics } = this.#deps;
     let scheduled = 0;
-    const seen = new Set<string>();
+    /** Every branch lakeFS listed, owned or not: a lane whose branch is not here is gone. */
+    const listed = new Set<string>();
     for (const repository of router.repositories()) {
       try {
         for await (const page of lakefs.listBranches(repository)) {
           for (const ref of page) {
+            listed.add(JSON.stringify([repository, ref.id]));
             if (!this.#deps.owns(repository, ref.id)) continue;
             for (const key of router.match(repository, ref.id)) {
               const lane = scheduler.lane(key);
-              seen.add(lane.id);
               lane.headCommit = ref.commit_id;
               // A lane not run yet in this process has no state loaded: running it loads it.
               // Failing paths wait for their own back-off timer, not for this poll.
@@ -97,7 +98,8 @@ export class Reconciler {
     }
     // Lanes whose branch is gone: one more run ends them.
     for (const lane of scheduler.lanes.values()) {
-      if (!seen.has(lane.id) && lane.state === "idle") {
+      const gone = !listed.has(JSON.stringify([lane.repository, lane.branch]));
+      if (gone && lane.state === "idle" && this.#deps.owns(lane.repository, lane.branch)) {
         scheduler.notify(lane);
         scheduled++;
       }

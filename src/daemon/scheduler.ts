@@ -173,7 +173,10 @@ export class Scheduler {
 
   async #attempt(lane: Lane, startedAt: number, own: AbortSignal): Promise<void> {
     try {
-      const outcome = await this.#o.run(lane, AbortSignal.any([this.#abort.signal, own]));
+      const signal = AbortSignal.any([this.#abort.signal, own]);
+      // Every request of the lane's export listens on it.
+      setMaxListeners(0, signal);
+      const outcome = await this.#o.run(lane, signal);
       if (!this.lanes.has(lane.id)) return;
       lane.failures = 0;
       if (typeof outcome !== "object" || outcome.covered !== false) {

@@ -69,9 +69,15 @@ export class KafkaIntake {
       : undefined;
     const { events } = this.#consumer;
     this.#consumer.on(events.GROUP_JOIN, ({ payload }) => {
-      // After a rebalance, uncommitted messages are delivered again: forget what was in flight.
+      // After a rebalance, uncommitted messages are delivered again: forget what was in flight,
+      // and resume what was paused (kafkajs keeps a partition paused across a rejoin).
       this.#partitions.clear();
       this.#paused.clear();
+      const stale = this.#consumer.paused();
+      if (stale.length > 0) {
+        this.#consumer.resume(stale);
+        this.#d.logger.info({ paused: stale }, "paused partitions resumed after a rebalance");
+      }
       const held = new Set(payload.memberAssignment[deps.config.topic] ?? []);
       this.#setState("running");
       this.#d.metrics.kafkaPartitions(held.size);

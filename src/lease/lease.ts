@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { LeaseHeldError, LeaseLostError } from "../errors.ts";
 import { LEASE_PATH } from "../export/reserved.ts";
@@ -139,8 +140,11 @@ export class Lease {
       // One renewal at a time: a second one with the same ETag would lose to the first.
       renewal ??= keep().finally(() => (renewal = undefined));
     }, this.#o.ttlMs / 6);
+    const held = AbortSignal.any([signal, lost.signal]);
+    // Every request of the work listens on it.
+    setMaxListeners(0, held);
     try {
-      return await work(AbortSignal.any([signal, lost.signal]));
+      return await work(held);
     } catch (err) {
       throw lostWith ?? err;
     } finally {
