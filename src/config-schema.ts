@@ -1,16 +1,12 @@
-import convict from "convict";
-import { parseS3Uri } from "./s3/uri.ts";
 import type { CopyMode } from "./export/copier.ts";
 import { copyModes } from "./export/copier.ts";
 import type { RoundRule } from "./export/rounds.ts";
-import { defaultRoundRules, Rounds } from "./export/rounds.ts";
-import { defaultTransferSizes } from "./s3/destination.ts";
-import { parseDeleteLimit } from "./export/reconcile.ts";
+import { defaultRoundRules } from "./export/rounds.ts";
+import { defaultLakefsTimeouts } from "./lakefs/transport.ts";
 import { defaultRetryPolicy } from "./retry.ts";
 import type { RetryPolicy } from "./retry.ts";
 import { defaultS3Timeouts } from "./s3/client.ts";
-import { defaultLakefsTimeouts } from "./lakefs/transport.ts";
-import { assertMirrors } from "./config-mirrors.ts";
+import { defaultTransferSizes } from "./s3/destination.ts";
 import type { MirrorSpec } from "./config-mirrors.ts";
 
 export type { MirrorSpec } from "./config-mirrors.ts";
@@ -72,73 +68,6 @@ export interface Config {
   status: { keep: number };
   shutdown: { graceSeconds: number };
   log: { level: string };
-}
-
-function registerFormats(): void {
-  convict.addFormat({
-    name: "http-url",
-    validate(v: unknown) {
-      let url: URL;
-      try {
-        url = new URL(String(v));
-      } catch (err) {
-        throw new Error(`must be an http(s) URL, got "${String(v)}"`, { cause: err });
-      }
-      if (url.protocol !== "http:" && url.protocol !== "https:")
-        throw new Error(`must be an http(s) URL, got "${String(v)}"`);
-    },
-  });
-  convict.addFormat({ name: "mirrors", validate: (v: unknown) => assertMirrors(v) });
-  convict.addFormat({
-    name: "positive-int",
-    validate(v: unknown) {
-      if (typeof v !== "number" || !Number.isInteger(v) || v < 1)
-        throw new Error(`must be a whole number of at least 1, got ${JSON.stringify(v)}`);
-    },
-    coerce: (v: string) => Number(v),
-  });
-  convict.addFormat({
-    name: "delete-limit",
-    validate(v: unknown) {
-      parseDeleteLimit(String(v));
-    },
-  });
-  convict.addFormat({
-    name: "s3-locations",
-    validate(v: unknown) {
-      if (!Array.isArray(v)) throw new Error("must be a list of s3://bucket/prefix/ locations");
-      for (const u of v) parseS3Uri(String(u));
-    },
-  });
-  convict.addFormat({
-    name: "rounds",
-    validate(v: unknown) {
-      if (!Array.isArray(v)) throw new Error("must be a list of {pattern, round}");
-      new Rounds(v as RoundRule[]);
-    },
-  });
-  convict.addFormat({
-    name: "brokers",
-    validate(v: unknown) {
-      if (!Array.isArray(v) || !v.every((b) => typeof b === "string" && /^[^\s:]+:\d+$/.test(b))) {
-        throw new Error("must be a list of host:port");
-      }
-    },
-    coerce: (v: string) =>
-      v
-        .split(",")
-        .map((s) => s.trim())
-        .filter(Boolean),
-  });
-}
-
-let formatsRegistered = false;
-
-/** convict formats are process-wide: registered once, on first use rather than at import. */
-export function addFormats(): void {
-  if (formatsRegistered) return;
-  registerFormats();
-  formatsRegistered = true;
 }
 
 export const schema = {

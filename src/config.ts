@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import convict from "convict";
 import { ConfigError, errorMessage } from "./errors.ts";
-import { addFormats, schema } from "./config-schema.ts";
+import { addFormats } from "./config-formats.ts";
+import { schema } from "./config-schema.ts";
 import type { Config } from "./config-schema.ts";
 
 export type { Config, MirrorSpec } from "./config-schema.ts";
