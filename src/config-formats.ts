@@ -2,7 +2,7 @@ import convict from "convict";
 import { assertMirrors } from "./config-mirrors.ts";
 import { parseDeleteLimit } from "./export/reconcile.ts";
 import type { RoundRule } from "./export/rounds.ts";
-import { Rounds } from "./export/rounds.ts";
+import { Rounds, isRoundPresetName } from "./export/rounds.ts";
 import { parseS3Uri } from "./s3/uri.ts";
 
 /** The convict formats the schema names: each says what is wrong with a value, by key. */
@@ -45,9 +45,24 @@ function registerFormats(): void {
   convict.addFormat({
     name: "rounds",
     validate(v: unknown) {
-      if (!Array.isArray(v)) throw new Error("must be a list of {pattern, round}");
+      if (typeof v === "string") {
+        if (!isRoundPresetName(v))
+          throw new Error(
+            `must be spark, delta, iceberg or a list of {pattern, round}; got "${v}"`,
+          );
+        return;
+      }
+      if (!Array.isArray(v))
+        throw new Error("must be spark, delta, iceberg or a list of {pattern, round}");
       new Rounds(v as RoundRule[]);
     },
+  });
+  convict.addFormat({
+    name: "nullable-boolean",
+    validate(v: unknown) {
+      if (v !== null && typeof v !== "boolean") throw new Error("must be true, false or null");
+    },
+    coerce: (v: string) => (v === "null" ? null : v === "true"),
   });
   convict.addFormat({
     name: "brokers",

@@ -1,7 +1,6 @@
 import type { CopyMode } from "./export/copier.ts";
 import { copyModes } from "./export/copier.ts";
-import type { RoundRule } from "./export/rounds.ts";
-import { defaultRoundRules } from "./export/rounds.ts";
+import type { RoundPresetName, RoundRule } from "./export/rounds.ts";
 import { defaultLakefsTimeouts } from "./lakefs/transport.ts";
 import { defaultRetryPolicy } from "./retry.ts";
 import type { RetryPolicy } from "./retry.ts";
@@ -38,7 +37,8 @@ export interface Config {
   export: {
     concurrency: number;
     copyMode: CopyMode;
-    rounds: RoundRule[];
+    rounds: RoundPresetName | RoundRule[];
+    deletesLast: boolean | null;
     maxDeletes: string;
     serverSideCopySources: string[];
     multipartThresholdBytes: number;
@@ -194,9 +194,14 @@ export const schema = {
       default: "auto" as CopyMode,
     },
     rounds: {
-      doc: "path patterns exported in later rounds",
+      doc: 'which paths go in later rounds: "spark" (_SUCCESS last), "delta", "iceberg", or [{pattern, round}]',
       format: "rounds",
-      default: defaultRoundRules,
+      default: "spark" as RoundPresetName | RoundRule[],
+    },
+    deletesLast: {
+      doc: "deletes after every copy of an export; null: as the rounds preset says (delta, iceberg: yes)",
+      format: "nullable-boolean",
+      default: null as boolean | null,
     },
     maxDeletes: {
       doc: "most keys a reconciling full export may delete: a count or a percentage of the keys under the prefix",

@@ -1,10 +1,35 @@
+/** Every code a MirrorError carries; `LM_INTERNAL` is what the CLI prints for anything else. */
+export type ErrorCode =
+  | "LM_ERROR"
+  | "LM_INTERNAL"
+  | "LM_CONFIG"
+  | "LM_USAGE"
+  | "LM_LAKEFS_UNREACHABLE"
+  | "LM_LAKEFS_AUTH"
+  | "LM_LAKEFS_NOT_FOUND"
+  | "LM_LAKEFS_HTTP"
+  | "LM_DESTINATION"
+  | "LM_SOURCE_OBJECT"
+  | "LM_OBJECT_REFUSED"
+  | "LM_CHECKPOINT"
+  | "LM_LEDGER"
+  | "LM_LEASE_HELD"
+  | "LM_LEASE_LOST"
+  | "LM_EXPORT_FAILED"
+  | "LM_EVENT_INVALID"
+  | "LM_HTTP_REQUEST"
+  | "LM_ABORTED";
+
+/** The code of an error that lakefs-mirror did not raise on purpose (a bug, or a dependency's). */
+export const INTERNAL_ERROR_CODE: ErrorCode = "LM_INTERNAL";
+
 /**
  * Every failure lakefs-mirror raises on purpose is a MirrorError with a fixed `code`.
  * Callers branch on `code`, never on message text; the retry wrapper reads `retriable`.
  * Programmer mistakes stay plain TypeErrors.
  */
 export class MirrorError extends Error {
-  readonly code: string = "LM_ERROR";
+  readonly code: ErrorCode = "LM_ERROR";
   readonly retriable: boolean = false;
 
   constructor(message: string, options?: ErrorOptions) {
@@ -125,6 +150,21 @@ export class LeaseLostError extends MirrorError {
 export class ExportFailedError extends MirrorError {
   override readonly code = "LM_EXPORT_FAILED";
   override readonly retriable = true;
+}
+
+/** A webhook or Kafka message is not a lakeFS action event (the field named is wrong). */
+export class EventInvalidError extends MirrorError {
+  override readonly code = "LM_EVENT_INVALID";
+}
+
+/** An HTTP request to the daemon that it answers with a client error (`status`). */
+export class HttpRequestError extends MirrorError {
+  override readonly code = "LM_HTTP_REQUEST";
+  readonly status: number;
+  constructor(status: number, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.status = status;
+  }
 }
 
 /** The operation was aborted by shutdown or a caller's signal. */

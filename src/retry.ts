@@ -1,6 +1,6 @@
 import pRetry from "p-retry";
 import type { Logger } from "pino";
-import { AbortedError, errorMessage, isRetriable } from "./errors.ts";
+import { AbortedError, isRetriable } from "./errors.ts";
 
 export interface RetryPolicy {
   /** Attempts after the first. */
@@ -51,7 +51,7 @@ export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions):
         onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
           if (isRetriable(error) && retriesLeft > 0) {
             logger?.warn(
-              { operation, attempt: attemptNumber, retriesLeft, err: errorMessage(error) },
+              { operation, attempt: attemptNumber, retriesLeft, err: error },
               "attempt failed, retrying",
             );
           }

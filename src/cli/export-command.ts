@@ -7,8 +7,8 @@ import { Exporter } from "../export/exporter.ts";
 import type { RoundRule } from "../export/rounds.ts";
 import { createLogger } from "../logger.ts";
 import { formatS3Uri, parseS3Uri } from "../s3/uri.ts";
-import { createClients } from "./context.ts";
-import type { Clients } from "./context.ts";
+import { createClients } from "../clients.ts";
+import type { Clients } from "../clients.ts";
 import type { CliIo } from "./main.ts";
 import { TerminalProgress } from "./progress.ts";
 
@@ -23,6 +23,8 @@ const options = {
   concurrency: { type: "string" },
   config: { type: "string" },
   round: { type: "string", multiple: true },
+  rounds: { type: "string" },
+  "deletes-last": { type: "boolean" },
   "multipart-threshold": { type: "string" },
   "part-size": { type: "string" },
   "copy-multipart-threshold": { type: "string" },
@@ -85,7 +87,8 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
     overrides: {
       "export.copyMode": values["copy-mode"],
       "export.concurrency": int("concurrency", values.concurrency),
-      "export.rounds": rounds(values.round),
+      "export.rounds": values.rounds ?? rounds(values.round),
+      "export.deletesLast": values["deletes-last"] ? true : undefined,
       "export.multipartThresholdBytes": int("multipart-threshold", values["multipart-threshold"]),
       "export.multipartPartSizeBytes": int("part-size", values["part-size"]),
       "export.copyMultipartThresholdBytes": int(
@@ -111,7 +114,9 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
     logger: logger.child({ component: "exporter" }),
     concurrency: config.export.concurrency,
     copyMode: config.export.copyMode,
-    rounds: [...config.export.rounds],
+    rounds:
+      typeof config.export.rounds === "string" ? config.export.rounds : [...config.export.rounds],
+    ...(config.export.deletesLast !== null ? { deletesLast: config.export.deletesLast } : {}),
     retry: config.retry,
     serverSideSources: config.export.serverSideCopySources,
     ...(progress ? { onProgress: (p) => progress.update(p) } : {}),

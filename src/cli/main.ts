@@ -1,5 +1,5 @@
 import type { Writable } from "node:stream";
-import { MirrorError, errorMessage } from "../errors.ts";
+import { INTERNAL_ERROR_CODE, MirrorError, errorMessage } from "../errors.ts";
 
 export interface CliIo {
   env: NodeJS.ProcessEnv;
@@ -14,7 +14,8 @@ export const USAGE = `Usage:
   lakefs-mirror export <repository> <s3://bucket/prefix/> --commit_id=<commit>
       [--sync [--max-deletes=N|P%] [--dedicated]] (whole exports: also delete what the commit lacks)
       [--dry-run] [--copy-mode=auto|server-side|stream] [--concurrency=N] [--config=FILE]
-      [--round=<regex>=<n> ...] [--multipart-threshold=BYTES] [--part-size=BYTES]
+      [--rounds=spark|delta|iceberg | --round=<regex>=<n> ...] [--deletes-last]
+      [--multipart-threshold=BYTES] [--part-size=BYTES]
       [--copy-multipart-threshold=BYTES] [--copy-part-size=BYTES]
   lakefs-mirror run [--config=FILE] [--forward-webhooks-to-kafka] [--print-config]
   lakefs-mirror verify <repository> <commit-or-branch> <s3://bucket/prefix/> [--no-metadata] [--config=FILE]
@@ -52,7 +53,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         return 2;
     }
   } catch (err) {
-    const code = err instanceof MirrorError ? err.code : "LM_INTERNAL";
+    const code = err instanceof MirrorError ? err.code : INTERNAL_ERROR_CODE;
     io.stderr.write(`lakefs-mirror ${command}: ${errorMessage(err)} [${code}]\n`);
     if (code === "LM_USAGE") io.stderr.write(`\n${USAGE}`);
     if (!(err instanceof MirrorError) && err instanceof Error && err.stack)

@@ -4,7 +4,7 @@ import { UsageError } from "../errors.ts";
 import { createLogger } from "../logger.ts";
 import { formatS3Uri, parseS3Uri } from "../s3/uri.ts";
 import { verifyMirror } from "../verify/verify.ts";
-import { createClients } from "./context.ts";
+import { createClients } from "../clients.ts";
 import type { CliIo } from "./main.ts";
 
 export async function verifyCommand(argv: string[], io: CliIo): Promise<number> {

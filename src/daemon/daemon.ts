@@ -1,9 +1,9 @@
 import { hostname } from "node:os";
 import type { Logger } from "pino";
-import { createClients } from "../cli/context.ts";
-import type { Clients } from "../cli/context.ts";
+import { createClients } from "../clients.ts";
+import type { Clients } from "../clients.ts";
 import type { Config } from "../config.ts";
-import { ConfigError, errorMessage } from "../errors.ts";
+import { ConfigError } from "../errors.ts";
 import { KafkaIntake } from "../kafka/consumer.ts";
 import type { KafkaState } from "../kafka/consumer.ts";
 import { KafkaForwarder } from "../kafka/forwarder.ts";
@@ -220,7 +220,7 @@ export class Daemon {
       try {
         await step();
       } catch (err) {
-        this.#logger.warn({ component: name, err: errorMessage(err) }, "error while closing");
+        this.#logger.warn({ component: name, err }, "error while closing");
       }
     }
     this.#state = "closed";
@@ -259,7 +259,7 @@ export class Daemon {
         this.metrics.intake("webhook", "accepted");
         return { result: "accepted" as const, reason: "forwarded to Kafka", lanes: 0 };
       } catch (err) {
-        this.#logger.warn({ err: errorMessage(err) }, "cannot forward to Kafka; handling here");
+        this.#logger.warn({ err }, "cannot forward to Kafka; handling here");
       }
     }
     const outcome = await this.#intake.handle(event, "webhook");

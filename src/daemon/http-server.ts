@@ -4,7 +4,8 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { HookEvent } from "../lakefs/types.ts";
-import { EventValidationError, parseHookEvent } from "./intake.ts";
+import { EventInvalidError, HttpRequestError } from "../errors.ts";
+import { parseHookEvent } from "./intake.ts";
 import type { Metrics } from "./metrics.ts";
 
 export interface HttpServerOptions {
@@ -25,14 +26,6 @@ export interface HttpServerOptions {
   parts: () => Record<string, string>;
 }
 
-class HttpError extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.status = status;
-  }
-}
-
 function send(
   res: ServerResponse,
   status: number,
@@ -47,14 +40,14 @@ function send(
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"] ?? NaN);
   if (declared > limit)
-    return Promise.reject(new HttpError(413, `body larger than ${limit} bytes`));
+    return Promise.reject(new HttpRequestError(413, `body larger than ${limit} bytes`));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on("data", (c: Buffer) => {
       size += c.length;
       if (size > limit) {
-        reject(new HttpError(413, `body larger than ${limit} bytes`));
+        reject(new HttpRequestError(413, `body larger than ${limit} bytes`));
         req.resume();
         return;
       }
@@ -86,8 +79,8 @@ export class HttpServer {
     this.#o = options;
     this.#server = createServer((req, res) => {
       this.#route(req, res).catch((err: unknown) => {
-        const status = err instanceof HttpError ? err.status : 500;
-        if (status === 500) this.#o.logger.error({ err: (err as Error).message }, "request failed");
+        const status = err instanceof HttpRequestError ? err.status : 500;
+        if (status === 500) this.#o.logger.error({ err }, "request failed");
         if (!res.headersSent) send(res, status, { error: (err as Error).message });
       });
     });
@@ -167,9 +160,9 @@ export class HttpServer {
       const body = await readBody(req, this.#o.bodyLimitBytes);
       event = parseHookEvent(JSON.parse(body.toString("utf8")));
     } catch (err) {
-      if (err instanceof HttpError) return reject(err.status, err.message);
+      if (err instanceof HttpRequestError) return reject(err.status, err.message);
       if (err instanceof SyntaxError) return reject(400, `body is not valid JSON: ${err.message}`);
-      if (err instanceof EventValidationError) return reject(400, err.message);
+      if (err instanceof EventInvalidError) return reject(400, err.message);
       throw err;
     }
     try {
@@ -178,7 +171,7 @@ export class HttpServer {
     } catch (err) {
       // Not recorded, so not acknowledged: lakeFS logs the failed hook and the reconciler catches up.
       this.#o.metrics.intake("webhook", "failed");
-      this.#o.logger.error({ err: (err as Error).message }, "could not record webhook event");
+      this.#o.logger.error({ err }, "could not record webhook event");
       send(res, 503, { error: `event not recorded: ${(err as Error).message}` });
     }
   }

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { EventInvalidError } from "../errors.ts";
 import type { MirrorSpec } from "../config.ts";
 import type { HookEvent } from "../lakefs/types.ts";
 import type { CheckpointStore } from "./checkpoint.ts";
@@ -16,21 +17,17 @@ export const handledEvents = [
   "post-delete-branch",
 ] as const;
 
-export class EventValidationError extends Error {}
-
 /** Checks a lakeFS action payload (pkg/actions/event.go's EventInfo) and returns it typed. */
 export function parseHookEvent(value: unknown): HookEvent {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new EventValidationError("body must be a JSON object (a lakeFS action event)");
+    throw new EventInvalidError("body must be a JSON object (a lakeFS action event)");
   }
   const v = value as Record<string, unknown>;
   const str = (k: string, required: boolean) => {
     const x = v[k];
     if (x === undefined && !required) return;
     if (typeof x !== "string" || (required && x === "")) {
-      throw new EventValidationError(
-        `field "${k}" must be ${required ? "a non-empty" : "a"} string`,
-      );
+      throw new EventInvalidError(`field "${k}" must be ${required ? "a non-empty" : "a"} string`);
     }
   };
   str("event_type", true);
@@ -49,7 +46,7 @@ export function parseHookEvent(value: unknown): HookEvent {
     v.commit_metadata !== undefined &&
     (typeof v.commit_metadata !== "object" || v.commit_metadata === null)
   ) {
-    throw new EventValidationError('field "commit_metadata" must be an object');
+    throw new EventInvalidError('field "commit_metadata" must be an object');
   }
   return v as unknown as HookEvent;
 }

@@ -5,7 +5,6 @@ import {
   LakefsNotFoundError,
   LeaseHeldError,
   LeaseLostError,
-  errorMessage,
 } from "../errors.ts";
 import { Exporter } from "../export/exporter.ts";
 import type { ExportResult } from "../export/exporter.ts";
@@ -201,7 +200,7 @@ export class LaneSync {
     };
     const prune = () =>
       pruneStatusFiles(ctx.dest, this.#d.config.status.keep, signal).catch((err: unknown) =>
-        log.warn({ err: errorMessage(err) }, "could not prune old status files"),
+        log.warn({ err }, "could not prune old status files"),
       );
     if (result.status === "SUCCESS") {
       lane.lastError = undefined;
@@ -326,7 +325,9 @@ export class LaneSync {
       logger,
       concurrency: config.export.concurrency,
       copyMode: config.export.copyMode,
-      rounds: [...config.export.rounds],
+      rounds:
+        typeof config.export.rounds === "string" ? config.export.rounds : [...config.export.rounds],
+      ...(config.export.deletesLast !== null ? { deletesLast: config.export.deletesLast } : {}),
       retry: config.retry,
       serverSideSources: config.export.serverSideCopySources,
       // Every write of an export checks that this daemon still holds the destination.

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { LakefsNotFoundError, errorMessage } from "../errors.ts";
+import { LakefsNotFoundError } from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import type { MirrorRouter } from "./intake.ts";
 import type { Metrics } from "./metrics.ts";
@@ -46,9 +46,7 @@ export class Reconciler {
     if (this.#closed) return;
     this.#running = this.reconcile()
       .then(() => undefined)
-      .catch((err: unknown) =>
-        this.#deps.logger.warn({ err: errorMessage(err) }, "reconcile pass failed"),
-      )
+      .catch((err: unknown) => this.#deps.logger.warn({ err }, "reconcile pass failed"))
       .finally(() => {
         this.#running = undefined;
         if (!this.#closed && this.#deps.intervalSeconds > 0) {

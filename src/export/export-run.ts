@@ -43,6 +43,8 @@ export interface ExportRunOptions {
    * lease check does when this process may no longer write the destination.
    */
   fence?: (() => void) | undefined;
+  /** Deletes run after every copy of every round. */
+  deletesLast?: boolean | undefined;
 }
 
 /** What one run of a task stream did, and the status file it wrote. */
@@ -127,14 +129,14 @@ export class ExportRun {
       await this.#flushDeletes();
       await this.#pool.drain();
     };
-    // Round 0 runs while the listing streams; later-round tasks (few: _SUCCESS markers by
-    // default) wait in memory.
-    const first = rounds.order[0] ?? 0;
+    // Round 0 runs while the listing streams; later-round tasks (few: _SUCCESS markers or table
+    // metadata) wait in memory. With deletes last, deletes wait for every copy of every round.
+    const DELETES = Number.POSITIVE_INFINITY;
     try {
       for await (const task of tasks) {
         if (halted()) break;
-        const round = rounds.of(task.path);
-        if (round === first) await this.#runTask(task);
+        const round = task.op === "delete" && this.#o.deletesLast ? DELETES : rounds.of(task.path);
+        if (round === 0) await this.#runTask(task);
         else {
           let list = deferred.get(round);
           if (!list) deferred.set(round, (list = []));
@@ -142,7 +144,7 @@ export class ExportRun {
         }
       }
       await settle();
-      for (const round of rounds.order.slice(1)) {
+      for (const round of [...deferred.keys()].sort((a, b) => a - b)) {
         const pending = deferred.get(round) ?? [];
         // A failed round stops the rounds after it, as in the Spark exporter.
         if (this.#progress.failed > 0 || halted()) {

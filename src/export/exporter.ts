@@ -1,3 +1,4 @@
+import pino from "pino";
 import type { Logger } from "pino";
 import type { LakefsClient } from "../lakefs/client.ts";
 import type { FailedPath } from "../ledger/ledger.ts";
@@ -10,8 +11,8 @@ import { ExportRun } from "./export-run.ts";
 import type { RunOutcome } from "./export-run.ts";
 import { Reconciliation } from "./reconcile.ts";
 import type { DeleteLimit } from "./reconcile.ts";
-import { Rounds } from "./rounds.ts";
-import type { RoundRule } from "./rounds.ts";
+import { Rounds, isRoundPresetName, roundPresets } from "./rounds.ts";
+import type { RoundFunction, RoundPresetName, RoundRule } from "./rounds.ts";
 import type { ExportProgress, ExportTask } from "./task.ts";
 
 export type { ExportProgress, ExportTask } from "./task.ts";
@@ -29,10 +30,19 @@ export interface ExporterOptions {
   lakefs: LakefsClient;
   repository: string;
   destination: S3Destination;
-  logger: Logger;
+  /** Where warnings go (a pino logger); default: nowhere. */
+  logger?: Logger;
   concurrency?: number;
   copyMode?: CopyMode;
-  rounds?: RoundRule[];
+  /**
+   * Which round each path is written in: a preset ("spark", the default, "delta", "iceberg"),
+   * rules as data, or a function from path to round (the Spark exporter's custom filter).
+   * Round 0 is written while the listing streams; later rounds are held in memory until then,
+   * so keep them to markers and metadata.
+   */
+  rounds?: RoundPresetName | RoundRule[] | RoundFunction;
+  /** Deletes after every copy of every round. Default: the preset's choice, else false. */
+  deletesLast?: boolean;
   retry?: Partial<RetryPolicy>;
   /** Locations server-side copies may read besides the repository's storage namespace. */
   serverSideSources?: readonly string[];
@@ -68,8 +78,9 @@ export interface ReconcileOptions {
  * only once every request it started has settled.
  */
 export class Exporter {
-  readonly #o: ExporterOptions & { concurrency: number; copyMode: CopyMode };
+  readonly #o: ExporterOptions & { concurrency: number; copyMode: CopyMode; logger: Logger };
   readonly #rounds: Rounds;
+  readonly #deletesLast: boolean;
   readonly #copier: ObjectCopier;
 
   constructor(options: ExporterOptions) {
@@ -77,16 +88,27 @@ export class Exporter {
       ...options,
       concurrency: options.concurrency ?? 16,
       copyMode: options.copyMode ?? "auto",
+      logger: options.logger ?? pino({ level: "silent" }),
     };
     if (!Number.isInteger(this.#o.concurrency) || this.#o.concurrency < 1)
       throw new TypeError(`export concurrency must be >= 1, got ${this.#o.concurrency}`);
-    this.#rounds = new Rounds(options.rounds);
+    const rounds = options.rounds ?? "spark";
+    const preset =
+      typeof rounds === "string"
+        ? isRoundPresetName(rounds)
+          ? roundPresets[rounds]
+          : undefined
+        : undefined;
+    if (typeof rounds === "string" && !preset)
+      throw new TypeError(`unknown round preset "${rounds}" (spark, delta, iceberg)`);
+    this.#rounds = new Rounds(preset ? preset.rules : (rounds as RoundRule[] | RoundFunction));
+    this.#deletesLast = options.deletesLast ?? preset?.deletesLast ?? false;
     this.#copier = new ObjectCopier({
       lakefs: options.lakefs,
       repository: options.repository,
       dest: options.destination,
       mode: this.#o.copyMode,
-      logger: options.logger,
+      logger: this.#o.logger,
       retry: options.retry,
       serverSideSources: options.serverSideSources,
       fence: options.fence,
@@ -206,6 +228,7 @@ export class Exporter {
         destination: this.#o.destination,
         copier: this.#copier,
         rounds: this.#rounds,
+        deletesLast: this.#deletesLast,
         concurrency: this.#o.concurrency,
         logger: this.#o.logger,
         retry: this.#o.retry,

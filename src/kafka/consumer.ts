@@ -86,7 +86,7 @@ export class KafkaIntake {
     });
     this.#consumer.on(events.CRASH, ({ payload }) => {
       this.#d.logger.warn(
-        { err: errorMessage(payload.error), restart: payload.restart },
+        { err: payload.error, restart: payload.restart },
         "Kafka consumer crashed",
       );
       // Until it joins again, this daemon holds no partitions.
@@ -129,7 +129,7 @@ export class KafkaIntake {
       } catch (err) {
         if (this.#abort.signal.aborted) break;
         this.#d.logger.warn(
-          { err: errorMessage(err), retryInSeconds: delay },
+          { err, retryInSeconds: delay },
           "Kafka unavailable; retrying (webhooks and the reconciler go on)",
         );
       }
@@ -194,7 +194,7 @@ export class KafkaIntake {
   async #deadLetter(partition: number, message: KafkaMessage, err: unknown): Promise<void> {
     this.#d.metrics.intake("kafka", "rejected");
     this.#d.logger.warn(
-      { partition, offset: message.offset, key: message.key?.toString(), err: errorMessage(err) },
+      { partition, offset: message.offset, key: message.key?.toString(), err },
       "Kafka message cannot be recorded; dead-lettered",
     );
     // A dead-letter topic that cannot be written throws: the message is delivered again.
@@ -245,7 +245,7 @@ export class KafkaIntake {
       ]);
     } catch (err) {
       // A rebalance took the partition away; its new owner gets the messages again.
-      this.#d.logger.warn({ partition, err: errorMessage(err) }, "offset commit failed");
+      this.#d.logger.warn({ partition, err }, "offset commit failed");
     }
   }
 }

@@ -1,9 +1,9 @@
 import type { S3Client } from "@aws-sdk/client-s3";
-import type { Config } from "../config.ts";
-import { LakefsClient } from "../lakefs/client.ts";
-import { createS3Client } from "../s3/client.ts";
-import { S3Destination } from "../s3/destination.ts";
-import type { S3Location } from "../s3/uri.ts";
+import type { Config } from "./config.ts";
+import { LakefsClient } from "./lakefs/client.ts";
+import { createS3Client } from "./s3/client.ts";
+import { S3Destination } from "./s3/destination.ts";
+import type { S3Location } from "./s3/uri.ts";
 import type { Logger } from "pino";
 
 /** The clients one command needs, built from the configuration; close() releases them. */
