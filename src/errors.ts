@@ -18,6 +18,7 @@ export type ErrorCode =
   | "LM_EXPORT_FAILED"
   | "LM_EVENT_INVALID"
   | "LM_HTTP_REQUEST"
+  | "LM_CLOSED"
   | "LM_ABORTED";
 
 /** The code of an error that lakefs-mirror did not raise on purpose (a bug, or a dependency's). */
@@ -165,6 +166,11 @@ export class HttpRequestError extends MirrorError {
     super(message, options);
     this.status = status;
   }
+}
+
+/** A part of the daemon was used after it was closed (or before it opened). */
+export class ClosedError extends MirrorError {
+  override readonly code = "LM_CLOSED";
 }
 
 /** The operation was aborted by shutdown or a caller's signal. */

@@ -2,6 +2,8 @@ import { mkdirSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { Level } from "level";
 import { CheckpointError } from "../errors.ts";
+import { Lifecycle } from "../lifecycle.ts";
+import type { LifecycleState } from "../lifecycle.ts";
 
 /** An event that was acknowledged (202 / recorded) but whose commit is not yet exported. */
 export interface PendingEvent {
@@ -10,8 +12,6 @@ export interface PendingEvent {
   source: "webhook" | "kafka" | "reconciler";
   receivedAt: string;
 }
-
-type State = "opening" | "open" | "closing" | "closed";
 
 /** Each lane's ledger (JSON, see src/ledger/ledger.ts). */
 const LEDGER = "ledger:";
@@ -28,29 +28,24 @@ const IDENTITY = "meta:identity";
 export class CheckpointStore {
   readonly #db: Level<string, string>;
   readonly path: string;
-  #state: State = "closed";
-  #opening: Promise<void> | undefined;
+  readonly #life = new Lifecycle("the checkpoint store");
 
   constructor(path: string) {
     this.path = path;
     this.#db = new Level<string, string>(path, { valueEncoding: "utf8" });
   }
 
-  get status(): State {
-    return this.#state;
+  get status(): LifecycleState {
+    return this.#life.state;
   }
 
   /** Idempotent; concurrent callers share one open. */
   open(): Promise<void> {
-    if (this.#state === "open") return Promise.resolve();
-    this.#opening ??= (async () => {
-      this.#state = "opening";
+    return this.#life.open(async () => {
       mkdirSync(this.path, { recursive: true });
       try {
         await this.#db.open();
       } catch (err) {
-        this.#state = "closed";
-        this.#opening = undefined;
         const cause = (err as { cause?: { code?: string } }).cause;
         if (cause?.code === "LEVEL_LOCKED") {
           throw new CheckpointError(
@@ -65,21 +60,16 @@ export class CheckpointStore {
           },
         );
       }
-      this.#state = "open";
-    })();
-    return this.#opening;
+    });
   }
 
-  async close(): Promise<void> {
-    if (this.#state === "closed" || this.#state === "closing") return;
-    this.#state = "closing";
-    await this.#db.close();
-    this.#state = "closed";
-    this.#opening = undefined;
+  /** Idempotent; concurrent callers wait for the same close. */
+  close(): Promise<void> {
+    return this.#life.close(() => this.#db.close());
   }
 
   #check(): void {
-    if (this.#state !== "open") throw new CheckpointError(`checkpoint store is ${this.#state}`);
+    this.#life.assertOpen();
   }
 
   /**

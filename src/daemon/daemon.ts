@@ -18,7 +18,7 @@ import { Metrics } from "./metrics.ts";
 import { Ownership } from "./ownership.ts";
 import type { OwnershipView } from "./ownership.ts";
 import { Reconciler } from "./reconciler.ts";
-import { Scheduler } from "./scheduler.ts";
+import { Scheduler, parseLaneId } from "./scheduler.ts";
 
 export interface LaneStatus {
   repository: string;
@@ -66,6 +66,7 @@ export class Daemon {
   readonly #kafka: KafkaIntake | undefined;
   readonly #forwarder: KafkaForwarder | undefined;
   #state: "new" | "starting" | "running" | "closing" | "closed" = "new";
+  #closing: Promise<void> | undefined;
 
   constructor(config: Config, logger: Logger) {
     if (!config.webhook.token) {
@@ -166,7 +167,7 @@ export class Daemon {
     this.owner = this.config.lease.owner || `${hostname()}-${await this.checkpoint.identity()}`;
     // Events acknowledged before a stop or crash come first.
     for (const [id, pending] of await this.checkpoint.allPending()) {
-      const [repository = "", branch = "", destination] = JSON.parse(id) as string[];
+      const { repository = "", branch = "", destination = "" } = parseLaneId(id) ?? {};
       const key = this.#router.match(repository, branch).find((k) => k.destination === destination);
       if (!key) {
         this.#logger.warn(
@@ -199,9 +200,16 @@ export class Daemon {
     );
   }
 
-  /** Intake stops first; running exports get the grace period; the store closes last. */
-  async close(): Promise<void> {
-    if (this.#state === "closing" || this.#state === "closed") return;
+  /**
+   * Intake stops first; running exports get the grace period (drain), then are aborted; the
+   * store closes last. Idempotent; concurrent callers wait for the same close.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#state = "closing";
     this.metrics.ready(false);
     this.http.stopIntake();

@@ -4,6 +4,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { HookEvent } from "../lakefs/types.ts";
+import { Lifecycle } from "../lifecycle.ts";
 import { EventInvalidError, HttpRequestError } from "../errors.ts";
 import { parseHookEvent } from "./intake.ts";
 import type { Metrics } from "./metrics.ts";
@@ -74,6 +75,7 @@ export class HttpServer {
   readonly #o: HttpServerOptions;
   readonly #server: Server;
   #accepting = true;
+  readonly #life = new Lifecycle("the HTTP server");
 
   constructor(options: HttpServerOptions) {
     this.#o = options;
@@ -92,14 +94,17 @@ export class HttpServer {
     return `http://${a.address.includes(":") ? `[${a.address}]` : a.address}:${a.port}`;
   }
 
-  async start(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(this.#o.port, this.#o.host, () => {
-        this.#server.off("error", reject);
-        resolve();
-      });
-    });
+  start(): Promise<void> {
+    return this.#life.open(
+      () =>
+        new Promise<void>((resolve, reject) => {
+          this.#server.once("error", reject);
+          this.#server.listen(this.#o.port, this.#o.host, () => {
+            this.#server.off("error", reject);
+            resolve();
+          });
+        }),
+    );
   }
 
   /** Stops accepting webhooks (503) while metrics and status stay readable. */
@@ -107,12 +112,17 @@ export class HttpServer {
     this.#accepting = false;
   }
 
-  async close(): Promise<void> {
+  /** Idempotent; concurrent callers wait for the same close. */
+  close(): Promise<void> {
     this.#accepting = false;
-    await new Promise<void>((resolve) => {
-      this.#server.close(() => resolve());
-      this.#server.closeIdleConnections();
-    });
+    return this.#life.close(
+      () =>
+        new Promise<void>((resolve) => {
+          if (!this.#server.listening) return resolve();
+          this.#server.close(() => resolve());
+          this.#server.closeIdleConnections();
+        }),
+    );
   }
 
   async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {

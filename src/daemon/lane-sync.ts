@@ -9,7 +9,7 @@ import {
 import { Exporter } from "../export/exporter.ts";
 import type { ExportResult } from "../export/exporter.ts";
 import { parseDeleteLimit, prefixState } from "../export/reconcile.ts";
-import { listStatusFiles } from "../export/status-file.ts";
+import { pruneStatusFiles } from "../export/status-file.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import { Lease } from "../lease/lease.ts";
 import {
@@ -48,22 +48,6 @@ interface LaneContext {
   lease: Lease | undefined;
   /** The lane's ledger as last saved; undefined: read it again (new holder, failed run). */
   ledger: Ledger | undefined;
-}
-
-/** Keeps the newest `keep` status files, and always the newest SUCCESS (a resume point). */
-async function pruneStatusFiles(
-  dest: S3Destination,
-  keep: number,
-  signal: AbortSignal,
-): Promise<void> {
-  if (keep <= 0) return;
-  const files = await listStatusFiles(dest, signal);
-  const newestSuccess = files.find((f) => f.status === "SUCCESS");
-  const old = files
-    .slice(keep)
-    .filter((f) => f !== newestSuccess)
-    .map((f) => f.path);
-  for (let i = 0; i < old.length; i += 1000) await dest.deleteBatch(old.slice(i, i + 1000), signal);
 }
 
 /**

@@ -105,6 +105,7 @@ export class Reconciler {
     return scheduled;
   }
 
+  /** Idempotent: stops the timer and waits for a pass that is running. */
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);

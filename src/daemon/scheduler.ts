@@ -35,8 +35,25 @@ export interface Lane extends LaneKey {
   covered: number;
 }
 
+/** A lane's id: its key as JSON, which keeps any character of a name apart from the others. */
 export function laneId(key: Pick<LaneKey, "repository" | "branch" | "destination">): string {
   return JSON.stringify([key.repository, key.branch, key.destination]);
+}
+
+/** The key a lane id was made from; undefined for an id that is not one. */
+export function parseLaneId(
+  id: string,
+): Pick<LaneKey, "repository" | "branch" | "destination"> | undefined {
+  try {
+    const v: unknown = JSON.parse(id);
+    if (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === "string")) {
+      const [repository, branch, destination] = v as [string, string, string];
+      return { repository, branch, destination };
+    }
+  } catch {
+    // Not JSON: not a lane id.
+  }
+  return undefined;
 }
 
 /**
@@ -76,6 +93,7 @@ export class Scheduler {
   readonly #abort = new AbortController();
   #seq = 0;
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   constructor(options: SchedulerOptions) {
     if (!Number.isInteger(options.maxParallelLanes) || options.maxParallelLanes < 1)
@@ -267,10 +285,16 @@ export class Scheduler {
   }
 
   /**
-   * Stops taking work, gives running exports `graceMs` to finish, then aborts them. Queued
-   * lanes stay pending in the checkpoint store and run after the next start.
+   * Stops taking work, gives running exports `graceMs` to finish (drain), then aborts them
+   * (`graceMs` 0: abort at once). Queued lanes stay pending in the checkpoint store and run
+   * after the next start. Idempotent; concurrent callers wait for the same close.
    */
-  async close(graceMs: number): Promise<void> {
+  close(graceMs: number): Promise<void> {
+    this.#closing ??= this.#close(graceMs);
+    return this.#closing;
+  }
+
+  async #close(graceMs: number): Promise<void> {
     this.#closed = true;
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();

@@ -52,3 +52,19 @@ export async function listStatusFiles(
   }
   return files.sort((a, b) => b.at.getTime() - a.at.getTime());
 }
+
+/** Keeps the newest `keep` status files, and always the newest SUCCESS (a resume point). */
+export async function pruneStatusFiles(
+  dest: S3Destination,
+  keep: number,
+  signal: AbortSignal,
+): Promise<void> {
+  if (keep <= 0) return;
+  const files = await listStatusFiles(dest, signal);
+  const newestSuccess = files.find((f) => f.status === "SUCCESS");
+  const old = files
+    .slice(keep)
+    .filter((f) => f !== newestSuccess)
+    .map((f) => f.path);
+  for (let i = 0; i < old.length; i += 1000) await dest.deleteBatch(old.slice(i, i + 1000), signal);
+}

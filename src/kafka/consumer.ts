@@ -7,14 +7,11 @@ import type { Metrics } from "../daemon/metrics.ts";
 import type { Scheduler } from "../daemon/scheduler.ts";
 import { errorMessage } from "../errors.ts";
 import { ensureTopic, kafkaClient } from "./client.ts";
+import { OffsetTracker } from "./offsets.ts";
+import type { Ticket } from "./offsets.ts";
 import type { KafkaConfig } from "./client.ts";
 
 export type KafkaState = "off" | "connecting" | "running" | "closed";
-
-interface Tracked {
-  offset: bigint;
-  done: boolean;
-}
 
 export interface KafkaIntakeDeps {
   config: KafkaConfig;
@@ -44,16 +41,17 @@ export class KafkaIntake {
   readonly #d: KafkaIntakeDeps;
   readonly #consumer: Consumer;
   readonly #producer: Producer | undefined;
-  readonly #partitions = new Map<number, Tracked[]>();
-  readonly #paused = new Set<number>();
+  readonly #offsets: OffsetTracker;
   readonly #abort = new AbortController();
   #state: KafkaState = "off";
   #partitionCount = 0;
   #crashed: (() => void) | undefined;
   #loop: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
 
   constructor(deps: KafkaIntakeDeps) {
     this.#d = deps;
+    this.#offsets = new OffsetTracker(deps.config.maxUncommittedPerPartition);
     const kafka = kafkaClient(deps.config, deps.logger);
     this.#consumer = kafka.consumer({
       groupId: deps.config.groupId,
@@ -71,8 +69,7 @@ export class KafkaIntake {
     this.#consumer.on(events.GROUP_JOIN, ({ payload }) => {
       // After a rebalance, uncommitted messages are delivered again: forget what was in flight,
       // and resume what was paused (kafkajs keeps a partition paused across a rejoin).
-      this.#partitions.clear();
-      this.#paused.clear();
+      this.#offsets.reset();
       const stale = this.#consumer.paused();
       if (stale.length > 0) {
         this.#consumer.resume(stale);
@@ -107,14 +104,17 @@ export class KafkaIntake {
     this.#loop ??= this.#run();
   }
 
-  async close(): Promise<void> {
-    if (this.#state === "closed") return;
-    this.#setState("closed");
-    this.#abort.abort();
-    this.#crashed?.();
-    await this.#loop;
-    await this.#consumer.disconnect().catch(() => undefined);
-    await this.#producer?.disconnect().catch(() => undefined);
+  /** Idempotent; concurrent callers wait for the same close. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#setState("closed");
+      this.#abort.abort();
+      this.#crashed?.();
+      await this.#loop;
+      await this.#consumer.disconnect().catch(() => undefined);
+      await this.#producer?.disconnect().catch(() => undefined);
+    })();
+    return this.#closing;
   }
 
   async #run(): Promise<void> {
@@ -170,11 +170,8 @@ export class KafkaIntake {
   }
 
   async #onMessage(partition: number, message: KafkaMessage): Promise<void> {
-    const tracked: Tracked = { offset: BigInt(message.offset), done: false };
-    const queue = this.#partitions.get(partition) ?? [];
-    queue.push(tracked);
-    this.#partitions.set(partition, queue);
-    this.#throttle(partition, queue);
+    const tracked = this.#offsets.read(partition, message.offset);
+    this.#throttle(partition);
 
     let outcome;
     try {
@@ -182,12 +179,12 @@ export class KafkaIntake {
       outcome = await this.#d.intake.handle(event, "kafka");
     } catch (err) {
       await this.#deadLetter(partition, message, err);
-      return this.#finish(partition, tracked);
+      return this.#finish(tracked);
     }
-    if (outcome.lanes.length === 0) return this.#finish(partition, tracked);
+    if (outcome.lanes.length === 0) return this.#finish(tracked);
     void Promise.all(
       outcome.lanes.map(({ lane, seq }) => this.#d.scheduler.covered(lane, seq)),
-    ).then(() => this.#finish(partition, tracked));
+    ).then(() => this.#finish(tracked));
   }
 
   /** Never blocks its partition: logged, copied to the dead-letter topic when there is one. */
@@ -214,38 +211,37 @@ export class KafkaIntake {
   }
 
   /** Pauses a partition with too many messages waiting for their export; resumes at half. */
-  #throttle(partition: number, queue: Tracked[]): void {
-    const max = this.#d.config.maxUncommittedPerPartition;
+  #throttle(partition: number): void {
     const topic = this.#d.config.topic;
-    if (!this.#paused.has(partition) && queue.length >= max) {
-      this.#paused.add(partition);
-      this.#consumer.pause([{ topic, partitions: [partition] }]);
-      this.#d.logger.warn(
-        { partition, waiting: queue.length },
-        "partition paused: too many events wait for their export",
-      );
-    } else if (this.#paused.has(partition) && queue.length <= max / 2) {
-      this.#paused.delete(partition);
-      this.#consumer.resume([{ topic, partitions: [partition] }]);
-      this.#d.logger.info({ partition, waiting: queue.length }, "partition resumed");
+    const waiting = this.#offsets.waiting(partition);
+    switch (this.#offsets.pressure(partition)) {
+      case "pause":
+        this.#consumer.pause([{ topic, partitions: [partition] }]);
+        this.#d.logger.warn(
+          { partition, waiting },
+          "partition paused: too many events wait for their export",
+        );
+        return;
+      case "resume":
+        this.#consumer.resume([{ topic, partitions: [partition] }]);
+        this.#d.logger.info({ partition, waiting }, "partition resumed");
+        return;
+      case undefined:
+        return;
     }
   }
 
-  async #finish(partition: number, tracked: Tracked): Promise<void> {
-    tracked.done = true;
-    const queue = this.#partitions.get(partition);
-    if (!queue) return;
-    let last: Tracked | undefined;
-    while (queue[0]?.done) last = queue.shift();
-    this.#throttle(partition, queue);
-    if (!last || this.#state !== "running") return;
+  async #finish(tracked: Ticket): Promise<void> {
+    const next = this.#offsets.finish(tracked);
+    this.#throttle(tracked.partition);
+    if (next === undefined || this.#state !== "running") return;
     try {
       await this.#consumer.commitOffsets([
-        { topic: this.#d.config.topic, partition, offset: (last.offset + 1n).toString() },
+        { topic: this.#d.config.topic, partition: tracked.partition, offset: next },
       ]);
     } catch (err) {
       // A rebalance took the partition away; its new owner gets the messages again.
-      this.#d.logger.warn({ partition, err }, "offset commit failed");
+      this.#d.logger.warn({ partition: tracked.partition, err }, "offset commit failed");
     }
   }
 }
