@@ -7,7 +7,6 @@ import { ConfigError } from "../errors.ts";
 import { KafkaIntake } from "../kafka/consumer.ts";
 import type { KafkaState } from "../kafka/consumer.ts";
 import { KafkaForwarder } from "../kafka/forwarder.ts";
-import type { HookEvent } from "../lakefs/types.ts";
 import { LedgerStore } from "../ledger/ledger-store.ts";
 import { parseS3Uri } from "../s3/uri.ts";
 import { CheckpointStore } from "./checkpoint.ts";
@@ -36,6 +35,13 @@ export interface LaneStatus {
   failingPaths: number;
 }
 
+/** The parts the daemon is built from that a caller may supply instead. */
+export interface DaemonParts {
+  clients: Clients;
+  checkpoint: CheckpointStore;
+  metrics: Metrics;
+}
+
 export interface DaemonStatus {
   /** This daemon's name in destination leases. */
   owner: string;
@@ -52,7 +58,7 @@ export class Daemon {
   readonly config: Config;
   /** This daemon's name in leases: `lease.owner`, else the host and its checkpoint store's identity. */
   owner = "";
-  readonly metrics = new Metrics();
+  readonly metrics: Metrics;
   readonly checkpoint: CheckpointStore;
   readonly scheduler: Scheduler;
   readonly http: HttpServer;
@@ -68,7 +74,11 @@ export class Daemon {
   #state: "new" | "starting" | "running" | "closing" | "closed" = "new";
   #closing: Promise<void> | undefined;
 
-  constructor(config: Config, logger: Logger) {
+  /**
+   * Builds every part from the configuration; `parts` replaces any of them (a test's clients
+   * pointed at a proxy, a shared metrics registry, a store elsewhere).
+   */
+  constructor(config: Config, logger: Logger, parts: Partial<DaemonParts> = {}) {
     if (!config.webhook.token) {
       throw new ConfigError(
         'webhook.token must be set (LAKEFS_MIRROR_WEBHOOK_TOKEN), or "disabled" to accept unauthenticated webhooks',
@@ -80,8 +90,9 @@ export class Daemon {
     }
     this.config = config;
     this.#logger = logger;
-    this.#clients = createClients(config, logger);
-    this.checkpoint = new CheckpointStore(config.checkpoint.path);
+    this.#clients = parts.clients ?? createClients(config, logger);
+    this.checkpoint = parts.checkpoint ?? new CheckpointStore(config.checkpoint.path);
+    this.metrics = parts.metrics ?? new Metrics();
     // In a consumer group, a daemon whose Kafka has been away for a session timeout works on
     // every lane again (the leases keep one writer per destination).
     this.#ownership = new Ownership(kafkaOn ? "group" : "all", config.kafka.sessionTimeoutMs);
@@ -116,6 +127,9 @@ export class Daemon {
         if (lane.state !== "ended") this.metrics.lane(lane);
       },
     });
+    const kafkaLogger = logger.child({ component: "kafka" });
+    if (kafkaOn && config.webhook.forwardToKafka)
+      this.#forwarder = new KafkaForwarder(config.kafka, kafkaLogger);
     this.#intake = new Intake({
       router,
       scheduler: this.scheduler,
@@ -123,9 +137,9 @@ export class Daemon {
       metrics: this.metrics,
       logger: logger.child({ component: "intake" }),
       owns,
+      ...(this.#forwarder ? { forwarder: this.#forwarder } : {}),
     });
     if (kafkaOn) {
-      const kafkaLogger = logger.child({ component: "kafka" });
       this.#kafka = new KafkaIntake({
         config: config.kafka,
         intake: this.#intake,
@@ -135,8 +149,6 @@ export class Daemon {
         onAssignment: (held, count) => this.#assigned(held, count),
         onDetached: () => this.#ownership.detach(),
       });
-      if (config.webhook.forwardToKafka)
-        this.#forwarder = new KafkaForwarder(config.kafka, kafkaLogger);
     }
     this.metrics.kafkaState(kafkaOn ? "connecting" : "off");
     this.http = new HttpServer({
@@ -144,7 +156,7 @@ export class Daemon {
       token: config.webhook.token === "disabled" ? undefined : config.webhook.token,
       metrics: this.metrics,
       logger: logger.child({ component: "http" }),
-      onEvent: (event) => this.#webhook(event),
+      onEvent: (event) => this.#intake.webhook(event),
       status: () => this.status(),
       ready: () => this.#state === "running",
       parts: () => ({ kafka: this.#kafka?.state ?? "off" }),
@@ -253,28 +265,6 @@ export class Daemon {
         lastError: l.lastError ?? null,
         failingPaths: l.failingPaths,
       })),
-    };
-  }
-
-  /**
-   * A webhook: published to the group's topic when forwarding is on (the lane's owner exports
-   * it); handled here when forwarding is off or Kafka cannot take it.
-   */
-  async #webhook(event: HookEvent) {
-    if (this.#forwarder) {
-      try {
-        await this.#forwarder.publish(event);
-        this.metrics.intake("webhook", "accepted");
-        return { result: "accepted" as const, reason: "forwarded to Kafka", lanes: 0 };
-      } catch (err) {
-        this.#logger.warn({ err }, "cannot forward to Kafka; handling here");
-      }
-    }
-    const outcome = await this.#intake.handle(event, "webhook");
-    return {
-      result: outcome.result,
-      ...(outcome.reason ? { reason: outcome.reason } : {}),
-      lanes: outcome.lanes.length,
     };
   }
 

@@ -121,6 +121,8 @@ export class MirrorRouter {
 }
 
 export interface IntakeDeps {
+  /** Publishes webhook events to the group's topic instead of handling them here. */
+  forwarder?: { publish(event: HookEvent): Promise<void> };
   /** Whether this daemon works on the lanes of (repository, branch) (see Ownership). */
   owns: (repository: string, branch: string) => boolean;
   router: MirrorRouter;
@@ -148,6 +150,32 @@ export class Intake {
     this.deps = deps;
   }
 
+  /**
+   * A lakeFS action's webhook: published to the group's topic when forwarding is on (the lane's
+   * owner exports it), handled here when it is off or Kafka cannot take the event.
+   */
+  async webhook(
+    event: HookEvent,
+  ): Promise<{ result: "accepted" | "ignored"; reason?: string; lanes: number }> {
+    const { forwarder, metrics, logger } = this.deps;
+    if (forwarder) {
+      try {
+        await forwarder.publish(event);
+        metrics.intake("webhook", "accepted");
+        return { result: "accepted", reason: "forwarded to Kafka", lanes: 0 };
+      } catch (err) {
+        logger.warn({ err }, "cannot forward to Kafka; handling here");
+      }
+    }
+    const outcome = await this.handle(event, "webhook");
+    return {
+      result: outcome.result,
+      ...(outcome.reason ? { reason: outcome.reason } : {}),
+      lanes: outcome.lanes.length,
+    };
+  }
+
+  /** Records an event (webhook or Kafka) as pending for each lane it concerns, and wakes them. */
   async handle(event: HookEvent, source: "webhook" | "kafka"): Promise<IntakeOutcome> {
     const { router, scheduler, checkpoint, metrics, logger } = this.deps;
     if (!(handledEvents as readonly string[]).includes(event.event_type)) {

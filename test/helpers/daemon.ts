@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { loadConfig } from "../../src/config.ts";
 import type { MirrorSpec } from "../../src/config.ts";
 import { Daemon } from "../../src/daemon/daemon.ts";
-import type { LaneStatus } from "../../src/daemon/daemon.ts";
+import type { DaemonParts, LaneStatus } from "../../src/daemon/daemon.ts";
 import { silentLogger } from "./mirror.ts";
 import type { Stack } from "./stack.ts";
 
@@ -58,10 +58,11 @@ export function daemonEnv(stack: Stack): NodeJS.ProcessEnv {
 export async function startDaemon(
   stack: Stack,
   s: DaemonSettings,
+  parts: Partial<DaemonParts> = {},
 ): Promise<{ daemon: Daemon; url: string; checkpointPath: string }> {
   const { file, checkpointPath } = writeDaemonConfig(stack, s);
   const config = loadConfig({ env: { ...daemonEnv(stack), LOG_LEVEL: "silent" }, file });
-  const daemon = new Daemon(config, silentLogger);
+  const daemon = new Daemon(config, silentLogger, parts);
   try {
     await daemon.start();
   } catch (err) {

@@ -10,6 +10,7 @@ import {
   waitFor,
   waitForExported,
 } from "../helpers/daemon.ts";
+import { Metrics } from "../../src/daemon/metrics.ts";
 import { assertMirrorEqual, commitObjects, listKeys } from "../helpers/mirror.ts";
 import { connectStack, createBucket, createRepo, uniqueName } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
@@ -64,16 +65,21 @@ describe("daemon intake", () => {
   it("a burst of 50 commits coalesces into far fewer exports and converges to the newest HEAD", async (t) => {
     const repo = await createRepo(stack, "burst");
     const bucket = await createBucket(stack);
-    const { daemon, url } = await startDaemon(stack, {
-      mirrors: [{ repository: repo, branches: ["main"], destination: `s3://${bucket}/` }],
-    });
-    closers.push(() => daemon.close());
+    // The daemon's metrics, supplied through its composition root, count the exports.
     let exports = 0;
-    const original = daemon.metrics.export.bind(daemon.metrics);
-    daemon.metrics.export = (lane, result) => {
-      exports++;
-      original(lane, result);
-    };
+    class CountingMetrics extends Metrics {
+      override export(...args: Parameters<Metrics["export"]>): void {
+        exports++;
+        super.export(...args);
+      }
+    }
+    const { daemon, url } = await startDaemon(
+      stack,
+      { mirrors: [{ repository: repo, branches: ["main"], destination: `s3://${bucket}/` }] },
+      { metrics: new CountingMetrics() },
+    );
+    closers.push(() => daemon.close());
+    assert.ok(daemon.metrics instanceof CountingMetrics);
     // 50 commits land, then their 50 post-commit webhooks arrive together, as they do when
     // a pipeline commits in a loop faster than one export takes.
     const commits: string[] = [];
