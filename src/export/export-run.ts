@@ -279,7 +279,8 @@ export class ExportRun {
         }
       }
       if (isReservedPath(task.path)) throw new ObjectRefusedError(reservedReason(task.path));
-      // A diff entry carries no physical address: stat it (by commit ID) to learn one.
+      // A diff entry carries no physical address: unless the listing supplied them
+      // (withListedStats), stat it by commit ID to learn one.
       stats ??= task.op !== "sync" && task.stats ? task.stats : await this.#stat(task.path);
       if (task.op === "check" && (await this.#sameMeta(task.path, stats))) {
         this.#progress.unchanged++;

@@ -7,6 +7,7 @@ import type { S3Destination } from "../s3/destination.ts";
 import { ObjectCopier } from "./copier.ts";
 import type { CopyMode } from "./copier.ts";
 import { coverTasks } from "./cover-tasks.ts";
+import { withListedStats } from "./listed-stats.ts";
 import { ExportRun } from "./export-run.ts";
 import type { RunOutcome } from "./export-run.ts";
 import { Reconciliation } from "./reconcile.ts";
@@ -161,7 +162,16 @@ export class Exporter {
     options: CoverOptions = {},
     signal?: AbortSignal,
   ): Promise<ExportResult> {
-    const tasks = this.coverTasks(fromCommitIds, commitId, options.retry ?? [], signal);
+    const { lakefs, repository } = this.#o;
+    // Physical addresses for the copies come from the commit's listing, a page per request,
+    // wherever the diff is dense enough for that to beat a stat per object.
+    const tasks = withListedStats(
+      this.coverTasks(fromCommitIds, commitId, options.retry ?? [], signal),
+      {
+        list: (after, amount) =>
+          lakefs.listObjectsAfter(repository, commitId, after, amount, signal),
+      },
+    );
     return this.#run(commitId, fromCommitIds, tasks, options, signal);
   }
 

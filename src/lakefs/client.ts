@@ -2,7 +2,15 @@ import type { Readable } from "node:stream";
 import { LakefsHttpError, LakefsNotFoundError, SourceObjectError } from "../errors.ts";
 import { LakefsTransport } from "./transport.ts";
 import type { LakefsClientOptions } from "./transport.ts";
-import type { Commit, CommitCreation, DiffEntry, ObjectStats, Ref, Repository } from "./types.ts";
+import type {
+  Commit,
+  CommitCreation,
+  DiffEntry,
+  ObjectStats,
+  Page,
+  Ref,
+  Repository,
+} from "./types.ts";
 
 export type { LakefsClientOptions } from "./transport.ts";
 
@@ -105,6 +113,28 @@ export class LakefsClient {
       notFound: "ref",
       signal,
     });
+  }
+
+  /**
+   * One page of `ref`'s objects: at most `amount` (≤ 1000) whose paths sort after `after`, with
+   * whether more follow. For jumping through a listing rather than reading it whole.
+   */
+  async listObjectsAfter(
+    repo: string,
+    ref: string,
+    after: string,
+    amount: number,
+    signal?: AbortSignal,
+  ): Promise<{ results: ObjectStats[]; hasMore: boolean }> {
+    const page = await this.#http.json<Page<ObjectStats>>(
+      `/repositories/${seg(repo)}/refs/${seg(ref)}/objects/ls`,
+      {
+        query: { after: after || undefined, amount, user_metadata: true },
+        notFound: "ref",
+        signal,
+      },
+    );
+    return { results: page.results, hasMore: page.pagination.has_more };
   }
 
   statObject(repo: string, ref: string, path: string, signal?: AbortSignal): Promise<ObjectStats> {

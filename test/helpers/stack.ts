@@ -20,6 +20,8 @@ export interface StackEnv {
   KAFKA_BROKERS: string;
   LAKEFSACTION_MIRROR_TOKEN: string;
   STACK_LAKEFS_BUCKET: string;
+  /** MinIO's client, built by test/stack/install for the benchmark. */
+  MC?: string;
 }
 
 let cached: Promise<StackEnv> | undefined;

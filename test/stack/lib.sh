@@ -9,6 +9,9 @@ MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
 KAFKA_VERSION=${KAFKA_VERSION:-4.1.1}
 # Prometheus's promtool checks and unit-tests the alert rules in deploy/prometheus/.
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
+# MinIO's client mc: a peer of the benchmark (mc mirror) and its measure of the store's own
+# server-side copy rate (mc cp --recursive). The module is only served as a pseudo-version.
+MC_VERSION=${MC_VERSION:-v0.0.0-20250313080218-cf909e1063a9}
 
 STACK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STACK_DIR=${LAKEFS_MIRROR_STACK_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lakefs-mirror/stack}
@@ -92,6 +95,7 @@ lakefs_bin() { echo "$BIN_DIR/lakefs-$LAKEFS_VERSION"; }
 minio_bin() { echo "$BIN_DIR/minio-$MINIO_VERSION"; }
 kafka_libs() { echo "$STACK_DIR/kafka-$KAFKA_VERSION/libs"; }
 promtool_bin() { echo "$BIN_DIR/promtool-$PROMETHEUS_VERSION"; }
+mc_bin() { echo "$BIN_DIR/mc-$MC_VERSION"; }
 
 # Sets KAFKA_JAVA to the JVM command line of Kafka's tools and broker.
 kafka_java() {
