@@ -69,6 +69,7 @@ export function createClients(config: Config, logger: Logger): Clients {
         multipartPartSizeBytes: config.export.multipartPartSizeBytes,
         copyMultipartThresholdBytes: config.export.copyMultipartThresholdBytes,
         copyPartSizeBytes: config.export.copyPartSizeBytes,
+        copyPartConcurrency: config.export.copyPartConcurrency,
       }),
     async close() {
       s3.destroy();

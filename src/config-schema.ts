@@ -45,6 +45,7 @@ export interface Config {
     multipartPartSizeBytes: number;
     copyMultipartThresholdBytes: number;
     copyPartSizeBytes: number;
+    copyPartConcurrency: number;
   };
   mirrors: MirrorSpec[];
   server: { host: string; port: number; bodyLimitBytes: number };
@@ -232,6 +233,11 @@ export const schema = {
       doc: "UploadPartCopy part size",
       format: "positive-int",
       default: defaultTransferSizes.copyPartSizeBytes,
+    },
+    copyPartConcurrency: {
+      doc: "UploadPartCopy parts of one object in flight at once",
+      format: "positive-int",
+      default: defaultTransferSizes.copyPartConcurrency,
     },
   },
   mirrors: { doc: "what to mirror where", format: "mirrors", default: [] as MirrorSpec[] },

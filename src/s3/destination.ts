@@ -1,21 +1,18 @@
 import type { Readable } from "node:stream";
 import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
   CopyObjectCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3ServiceException,
-  UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
-import type { CompletedPart, S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { ObjectRefusedError } from "../errors.ts";
 import { S3_LIMITS, assertStorable, partSizeFor } from "./limits.ts";
+import { copyInParts, copySource } from "./copy-parts.ts";
 import { toDestinationError } from "./s3-error.ts";
 import type { S3Location } from "./uri.ts";
 
@@ -28,9 +25,15 @@ export interface TransferSizes {
   multipartPartSizeBytes: number;
   /** Parts of one streamed upload in flight at once (each buffers one part). */
   multipartQueueSize: number;
-  /** CopyObject handles at most 5 GiB; above this, UploadPartCopy. */
+  /**
+   * Server-side copies at or above this size go as parts (UploadPartCopy); CopyObject takes at
+   * most 5 GiB. Below it one CopyObject keeps the source's ETag, which is how --sync and
+   * verify compare content without reading it.
+   */
   copyMultipartThresholdBytes: number;
   copyPartSizeBytes: number;
+  /** Parts of one server-side copy in flight at once. */
+  copyPartConcurrency: number;
 }
 
 export const defaultTransferSizes: TransferSizes = {
@@ -39,6 +42,7 @@ export const defaultTransferSizes: TransferSizes = {
   multipartQueueSize: 4,
   copyMultipartThresholdBytes: 5 * GiB,
   copyPartSizeBytes: 512 * MiB,
+  copyPartConcurrency: 8,
 };
 
 /** What a mirrored object carries besides its bytes, exactly as S3 should store it. */
@@ -53,11 +57,6 @@ export interface ListedObject {
   path: string;
   size: number;
   etag: string;
-}
-
-/** `CopySource` is `bucket/key` with the key URL-encoded, keeping its slashes. */
-function copySource(bucket: string, key: string): string {
-  return `${bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
 }
 
 /** What HEAD tells about a mirrored object. */
@@ -99,7 +98,19 @@ export class S3Destination {
     const what = `copy s3://${source.bucket}/${source.key} to s3://${this.bucket}/${Key}`;
     try {
       if (size >= this.#sizes.copyMultipartThresholdBytes) {
-        await this.#multipartCopy(source, Key, size, meta, signal);
+        await copyInParts(this.#s3, {
+          source,
+          bucket: this.bucket,
+          key: Key,
+          size,
+          meta,
+          partSize: Math.min(
+            partSizeFor(size, this.#sizes.copyPartSizeBytes),
+            S3_LIMITS.maxPartBytes,
+          ),
+          concurrency: this.#sizes.copyPartConcurrency,
+          signal,
+        });
         return;
       }
       await this.#s3.send(
@@ -116,60 +127,6 @@ export class S3Destination {
       );
     } catch (err) {
       throw toDestinationError(err, what);
-    }
-  }
-
-  async #multipartCopy(
-    source: { bucket: string; key: string },
-    Key: string,
-    size: number,
-    meta: ObjectMeta,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    const { UploadId } = await this.#s3.send(
-      new CreateMultipartUploadCommand({
-        Bucket: this.bucket,
-        Key,
-        ContentType: meta.contentType,
-        Metadata: meta.metadata,
-      }),
-      { abortSignal: signal },
-    );
-    try {
-      const partSize = Math.min(
-        partSizeFor(size, this.#sizes.copyPartSizeBytes),
-        S3_LIMITS.maxPartBytes,
-      );
-      const parts: CompletedPart[] = [];
-      for (let start = 0, n = 1; start < size; start += partSize, n++) {
-        const end = Math.min(start + partSize, size) - 1;
-        const res = await this.#s3.send(
-          new UploadPartCopyCommand({
-            Bucket: this.bucket,
-            Key,
-            UploadId,
-            PartNumber: n,
-            CopySource: copySource(source.bucket, source.key),
-            CopySourceRange: `bytes=${start}-${end}`,
-          }),
-          { abortSignal: signal },
-        );
-        parts.push({ PartNumber: n, ETag: res.CopyPartResult?.ETag });
-      }
-      await this.#s3.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: this.bucket,
-          Key,
-          UploadId,
-          MultipartUpload: { Parts: parts },
-        }),
-        { abortSignal: signal },
-      );
-    } catch (err) {
-      await this.#s3
-        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId }))
-        .catch(() => undefined);
-      throw err;
     }
   }
 
