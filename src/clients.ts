@@ -3,6 +3,7 @@ import type { Config } from "./config.ts";
 import { LakefsClient } from "./lakefs/client.ts";
 import { createS3Client } from "./s3/client.ts";
 import { S3Destination } from "./s3/destination.ts";
+import { LeanS3 } from "./s3/lean.ts";
 import type { S3Location } from "./s3/uri.ts";
 import type { Logger } from "pino";
 
@@ -59,21 +60,34 @@ export function createClients(config: Config, logger: Logger): Clients {
     },
     logger: logger.child({ component: "lakefs-gateway" }),
   });
+  const lean = config.s3.leanRequests
+    ? new LeanS3(s3, {
+        maxSockets: Math.max(16, config.export.concurrency * 2),
+        connectTimeoutMs: config.s3.connectTimeoutMs,
+        idleTimeoutMs: config.s3.idleTimeoutMs,
+      })
+    : undefined;
   return {
     lakefs,
     s3,
     gateway,
     destination: (location) =>
-      new S3Destination(s3, location, {
-        multipartThresholdBytes: config.export.multipartThresholdBytes,
-        multipartPartSizeBytes: config.export.multipartPartSizeBytes,
-        copyMultipartThresholdBytes: config.export.copyMultipartThresholdBytes,
-        copyPartSizeBytes: config.export.copyPartSizeBytes,
-        copyPartConcurrency: config.export.copyPartConcurrency,
-      }),
+      new S3Destination(
+        s3,
+        location,
+        {
+          multipartThresholdBytes: config.export.multipartThresholdBytes,
+          multipartPartSizeBytes: config.export.multipartPartSizeBytes,
+          copyMultipartThresholdBytes: config.export.copyMultipartThresholdBytes,
+          copyPartSizeBytes: config.export.copyPartSizeBytes,
+          copyPartConcurrency: config.export.copyPartConcurrency,
+        },
+        lean,
+      ),
     async close() {
       s3.destroy();
       gateway.destroy();
+      await lean?.close();
       await lakefs.close();
     },
   };

@@ -32,6 +32,7 @@ export interface Config {
     sessionToken: string;
     connectTimeoutMs: number;
     idleTimeoutMs: number;
+    leanRequests: boolean;
   };
   retry: RetryPolicy;
   export: {
@@ -158,6 +159,12 @@ export const schema = {
       doc: "longest silence on an S3 connection with a request in flight (headers or body)",
       format: "positive-int",
       default: defaultS3Timeouts.idleTimeoutMs,
+    },
+    leanRequests: {
+      doc: "send CopyObject and HeadObject without the SDK's per-request middleware (same client, credentials, endpoint, retries)",
+      format: Boolean,
+      default: true,
+      env: "S3_LEAN_REQUESTS",
     },
   },
   retry: {

@@ -13,6 +13,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { ObjectRefusedError } from "../errors.ts";
 import { S3_LIMITS, assertStorable, partSizeFor } from "./limits.ts";
 import { copyInParts, copySource } from "./copy-parts.ts";
+import type { LeanS3 } from "./lean.ts";
 import { toDestinationError } from "./s3-error.ts";
 import type { S3Location } from "./uri.ts";
 
@@ -74,11 +75,24 @@ export class S3Destination {
   readonly #s3: S3Client;
   readonly #sizes: TransferSizes;
 
-  constructor(s3: S3Client, location: S3Location, sizes: Partial<TransferSizes> = {}) {
+  readonly #lean: LeanS3 | undefined;
+
+  /**
+   * `lean`: send CopyObject and HeadObject, an export's per-object requests, by the lean
+   * request path built on the same client (see LeanS3); without it every request goes through
+   * the SDK, with whatever middleware the client carries.
+   */
+  constructor(
+    s3: S3Client,
+    location: S3Location,
+    sizes: Partial<TransferSizes> = {},
+    lean?: LeanS3,
+  ) {
     this.#s3 = s3;
     this.bucket = location.bucket;
     this.prefix = location.prefix;
     this.#sizes = { ...defaultTransferSizes, ...sizes };
+    this.#lean = lean;
   }
 
   key(path: string): string {
@@ -111,6 +125,20 @@ export class S3Destination {
           concurrency: this.#sizes.copyPartConcurrency,
           signal,
         });
+        return;
+      }
+      const route = await this.#lean?.route(this.bucket);
+      if (route) {
+        await this.#lean!.copyObject(
+          route,
+          {
+            copySource: copySource(source.bucket, source.key),
+            key: Key,
+            contentType: meta.contentType,
+            metadata: meta.metadata,
+          },
+          signal,
+        );
         return;
       }
       await this.#s3.send(
@@ -306,6 +334,8 @@ export class S3Destination {
 
   async head(path: string, signal?: AbortSignal): Promise<HeadResult | undefined> {
     try {
+      const route = await this.#lean?.route(this.bucket);
+      if (route) return await this.#lean!.headObject(route, this.key(path), signal);
       const res = await this.#s3.send(
         new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }),
         { abortSignal: signal },

@@ -68,13 +68,22 @@ export function makeExporter(
   repo: string,
   bucket: string,
   prefix: string,
-  options: Partial<ExporterOptions> & { sizes?: Partial<TransferSizes> } = {},
+  options: Partial<ExporterOptions> & {
+    sizes?: Partial<TransferSizes>;
+    /** false: every request through the SDK (for tests that watch it with SDK middleware). */
+    lean?: boolean;
+  } = {},
 ): Exporter {
-  const { sizes, ...rest } = options;
+  const { sizes, lean, ...rest } = options;
   return new Exporter({
     lakefs: stack.lakefs,
     repository: repo,
-    destination: new S3Destination(stack.s3, { bucket, prefix }, sizes),
+    destination: new S3Destination(
+      stack.s3,
+      { bucket, prefix },
+      sizes,
+      lean === false ? undefined : stack.lean,
+    ),
     logger: silentLogger,
     concurrency: 8,
     retry: { retries: 1, minTimeoutMs: 10, maxTimeoutMs: 20 },

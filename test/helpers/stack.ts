@@ -6,6 +6,7 @@ import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { LakefsClient } from "../../src/lakefs/client.ts";
 import { createS3Client } from "../../src/s3/client.ts";
+import { LeanS3 } from "../../src/s3/lean.ts";
 
 const upScript = fileURLToPath(new URL("../stack/up", import.meta.url));
 
@@ -60,6 +61,8 @@ export interface Stack {
   s3: S3Client;
   /** lakeFS's S3 gateway, as boto3, Spark's S3A or the AWS CLI reach it (bucket = repository). */
   gateway: S3Client;
+  /** The lean request path over `s3`, as the CLI and the daemon build it. */
+  lean: LeanS3;
   close(): Promise<void>;
 }
 
@@ -84,14 +87,17 @@ export async function connectStack(): Promise<Stack> {
       secretAccessKey: env.LAKEFS_SECRET_ACCESS_KEY,
     },
   });
+  const lean = new LeanS3(s3, { maxSockets: 64, connectTimeoutMs: 5_000, idleTimeoutMs: 60_000 });
   return {
     env,
     lakefs,
     s3,
     gateway,
+    lean,
     async close() {
       s3.destroy();
       gateway.destroy();
+      await lean.close();
       await lakefs.close();
     },
   };

@@ -217,6 +217,7 @@ describe("exporter", () => {
     try {
       const result = await makeExporter(stack, repo, bucket, "r/", {
         concurrency: 16,
+        lean: false,
       }).exportAllFromCommit(commit);
       assert.equal(result.status, "SUCCESS");
     } finally {

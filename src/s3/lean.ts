@@ -1,0 +1,270 @@
+import type { S3Client } from "@aws-sdk/client-s3";
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
+import { SignatureV4 } from "@smithy/signature-v4";
+import type { HttpRequest as SmithyRequest } from "@smithy/types";
+import { Agent } from "undici";
+import type { Dispatcher } from "undici";
+import { S3Answer, toDestinationError } from "./s3-error.ts";
+
+/** SHA-256 of an empty body, the payload hash of a request without one. */
+const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+const PROBE_KEY = "lakefs-mirror-endpoint-probe";
+
+/** Where requests for one bucket go and how they are signed, as the SDK itself resolved it. */
+interface BucketRoute {
+  origin: string;
+  /** The path before the URL-encoded key: `/bucket/` path-style, `/` virtual-hosted. */
+  keyPath: string;
+  hostname: string;
+  signer: SignatureV4;
+}
+
+/** Thrown by the probe middleware to stop the SDK before it sends anything. */
+type AuthScheme = { name?: string; signingRegion?: string; signingName?: string } | undefined;
+class Resolved extends Error {
+  readonly request: SmithyRequest;
+  readonly scheme: AuthScheme;
+  constructor(request: SmithyRequest, scheme: AuthScheme) {
+    super("resolved");
+    this.request = request;
+    this.scheme = scheme;
+  }
+}
+
+/** An S3 key as a URL path: every byte but `/` and unreserved characters percent-encoded. */
+function encodeKey(key: string): string {
+  return key
+    .split("/")
+    .map((s) =>
+      encodeURIComponent(s).replace(
+        /[!'()*]/g,
+        (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+      ),
+    )
+    .join("/");
+}
+
+function xmlField(body: string, name: string): string | undefined {
+  const m = new RegExp(`<${name}>([^<]*)</${name}>`).exec(body);
+  return m?.[1];
+}
+
+export interface LeanOptions {
+  connectTimeoutMs: number;
+  /** Longest silence waiting for headers or between body chunks. */
+  idleTimeoutMs: number;
+  maxSockets: number;
+}
+
+/**
+ * The two requests an export sends per object, CopyObject and HeadObject, without the SDK's
+ * per-request machinery (a CPU profile of a 10,000-object export put about half of this
+ * process's time in the SDK's middleware, endpoint rules, schema walks and signer set-up).
+ *
+ * Everything users configure stays the SDK's: for each bucket the client itself resolves the
+ * endpoint, addressing style and signing region once (a probe command stopped before it is
+ * sent); requests are signed by the SDK's SigV4 signer with the client's own credential
+ * provider (so refreshes and roles behave the same); attempts follow the client's
+ * `maxAttempts` with the standard strategy's exponential, jittered back-off; failures become
+ * the same DestinationError, with S3's code and status, as the SDK path's. A bucket whose
+ * route is not plain SigV4 on S3 (S3 Express, access-point ARNs) uses the SDK.
+ */
+export class LeanS3 {
+  readonly #client: S3Client;
+  readonly #agent: Agent;
+  readonly #routes = new Map<string, Promise<BucketRoute | undefined>>();
+
+  constructor(client: S3Client, options: LeanOptions) {
+    this.#client = client;
+    this.#agent = new Agent({
+      connections: options.maxSockets,
+      connect: { timeout: options.connectTimeoutMs },
+      headersTimeout: options.idleTimeoutMs,
+      bodyTimeout: options.idleTimeoutMs,
+      keepAliveTimeout: 4_000,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#agent.close();
+  }
+
+  /** The route for `bucket`, or undefined when its requests must go through the SDK. */
+  route(bucket: string): Promise<BucketRoute | undefined> {
+    let route = this.#routes.get(bucket);
+    if (!route) {
+      route = this.#resolve(bucket).catch((err: unknown) => {
+        this.#routes.delete(bucket);
+        throw err;
+      });
+      this.#routes.set(bucket, route);
+    }
+    return route;
+  }
+
+  async #resolve(bucket: string): Promise<BucketRoute | undefined> {
+    const probe = new HeadObjectCommand({ Bucket: bucket, Key: PROBE_KEY });
+    probe.middlewareStack.add(
+      (_next, context) => (args) => {
+        const endpoint = (context as { endpointV2?: { properties?: { authSchemes?: unknown[] } } })
+          .endpointV2;
+        const scheme = endpoint?.properties?.authSchemes?.[0] as AuthScheme;
+        throw new Resolved(args.request as SmithyRequest, scheme);
+      },
+      { step: "build", priority: "low", name: "lakefsMirrorRouteProbe" },
+    );
+    let resolved: Resolved | undefined;
+    try {
+      await this.#client.send(probe);
+    } catch (err) {
+      if (!(err instanceof Resolved)) throw err;
+      resolved = err;
+    }
+    const request = resolved?.request;
+    const scheme = resolved?.scheme;
+    if (!request || !request.path.endsWith(PROBE_KEY)) return undefined;
+    if (scheme && (scheme.name !== "sigv4" || (scheme.signingName ?? "s3") !== "s3"))
+      return undefined;
+    const config = this.#client.config;
+    const region = scheme?.signingRegion ?? (await config.region());
+    const port = request.port ? `:${request.port}` : "";
+    return {
+      origin: `${request.protocol}//${request.hostname}${port}`,
+      hostname: `${request.hostname}${port}`,
+      keyPath: request.path.slice(0, -PROBE_KEY.length),
+      signer: new SignatureV4({
+        credentials: config.credentials,
+        region,
+        service: "s3",
+        sha256: config.sha256,
+        uriEscapePath: false,
+      }),
+    };
+  }
+
+  /** CopyObject with the metadata replaced. Throws S3Answer (S3 said no) or a transport error. */
+  async copyObject(
+    route: BucketRoute,
+    input: {
+      copySource: string;
+      key: string;
+      contentType: string | undefined;
+      metadata: Record<string, string>;
+    },
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const headers: Record<string, string> = {
+      "x-amz-copy-source": input.copySource,
+      "x-amz-metadata-directive": "REPLACE",
+    };
+    if (input.contentType !== undefined) headers["content-type"] = input.contentType;
+    for (const [name, value] of Object.entries(input.metadata))
+      headers[`x-amz-meta-${name}`] = value;
+    await this.#send(route, "PUT", input.key, headers, signal, async (res) => {
+      // CopyObject can answer 200 and still fail: the error is in the body.
+      const body = await res.body.text();
+      if (body.includes("<Error>")) throw this.#bodyError(body, 200);
+    });
+  }
+
+  /** HeadObject: the object's size, ETag, Content-Type and user metadata; undefined when absent. */
+  headObject(
+    route: BucketRoute,
+    key: string,
+    signal?: AbortSignal,
+  ): Promise<
+    | {
+        size: number;
+        etag: string;
+        contentType: string | undefined;
+        metadata: Record<string, string>;
+      }
+    | undefined
+  > {
+    return this.#send(
+      route,
+      "HEAD",
+      key,
+      {},
+      signal,
+      (res) => {
+        const h = res.headers;
+        const one = (name: string) => {
+          const v = h[name];
+          return Array.isArray(v) ? v[0] : v;
+        };
+        const metadata: Record<string, string> = {};
+        for (const [name, value] of Object.entries(h)) {
+          if (name.startsWith("x-amz-meta-") && value !== undefined)
+            metadata[name.slice("x-amz-meta-".length)] = Array.isArray(value)
+              ? value.join(",")
+              : value;
+        }
+        return Promise.resolve({
+          size: Number(one("content-length") ?? 0),
+          etag: (one("etag") ?? "").replaceAll('"', ""),
+          contentType: one("content-type"),
+          metadata,
+        });
+      },
+      true,
+    );
+  }
+
+  async #send<T>(
+    route: BucketRoute,
+    method: "PUT" | "HEAD",
+    key: string,
+    extra: Record<string, string>,
+    signal: AbortSignal | undefined,
+    onOk: (res: Dispatcher.ResponseData) => Promise<T>,
+    notFoundIsUndefined = false,
+  ): Promise<T> {
+    const maxAttempts = await this.#client.config.maxAttempts();
+    const path = route.keyPath + encodeKey(key);
+    for (let attempt = 1; ; attempt++) {
+      signal?.throwIfAborted();
+      try {
+        const signed = await route.signer.sign({
+          method,
+          protocol: "",
+          hostname: route.hostname,
+          path,
+          query: {},
+          headers: {
+            ...extra,
+            host: route.hostname,
+            "x-amz-content-sha256": EMPTY_SHA256,
+            ...(method === "PUT" ? { "content-length": "0" } : {}),
+          },
+        } as SmithyRequest);
+        const res = await this.#agent.request({
+          origin: route.origin,
+          method,
+          path,
+          headers: signed.headers,
+          ...(signal ? { signal } : {}),
+        });
+        if (res.statusCode >= 200 && res.statusCode < 300) return await onOk(res);
+        if (res.statusCode === 404 && notFoundIsUndefined) {
+          await res.body.dump();
+          return undefined as T;
+        }
+        const body = method === "HEAD" ? "" : await res.body.text();
+        if (method === "HEAD") await res.body.dump();
+        throw this.#bodyError(body, res.statusCode);
+      } catch (err) {
+        const retriable = toDestinationError(err, "").retriable;
+        if (signal?.aborted || !retriable || attempt >= maxAttempts) throw err;
+        // The standard strategy's back-off: full jitter on 100 ms doubling, at most 20 s.
+        const delay = Math.random() * Math.min(20_000, 100 * 2 ** attempt);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  #bodyError(body: string, status: number): S3Answer {
+    const code = xmlField(body, "Code") ?? (status === 404 ? "NotFound" : `Http${status}`);
+    return new S3Answer(code, status, xmlField(body, "Message") ?? "");
+  }
+}
