@@ -1,8 +1,14 @@
 #!/usr/bin/env node
 // The process entry: the only module that touches signals, exit codes and process.env.
 import { setMaxListeners } from "node:events";
+import module from "node:module";
 import process from "node:process";
 import { main } from "./main.ts";
+
+// V8's code cache on disk (Node 22.1 and later; NODE_DISABLE_COMPILE_CACHE=1 turns it off): a
+// one-off command loads the AWS SDK and undici from compiled code instead of compiling them
+// again, about a third of its start-up. The commands themselves are imported after this line.
+(module as { enableCompileCache?: () => unknown }).enableCompileCache?.();
 
 const controller = new AbortController();
 // Every in-flight request of a command listens on this one signal.

@@ -9,7 +9,6 @@ import {
   S3ServiceException,
 } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
 import { ObjectRefusedError } from "../errors.ts";
 import { S3_LIMITS, assertStorable, partSizeFor } from "./limits.ts";
 import { copyInParts, copySource } from "./copy-parts.ts";
@@ -203,6 +202,9 @@ export class S3Destination {
       }
       const partSize = partSizeFor(size, this.#sizes.multipartPartSizeBytes);
       const budget = this.#sizes.multipartPartSizeBytes * this.#sizes.multipartQueueSize;
+      // Loaded here: most exports never stream an object this large, and the module costs
+      // start-up time to every one-off CLI run.
+      const { Upload } = await import("@aws-sdk/lib-storage");
       const upload = new Upload({
         client: this.#s3,
         params,
