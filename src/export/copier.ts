@@ -142,10 +142,20 @@ export class ObjectCopier {
     return { method: "stream", bytes: size };
   }
 
+  /** Starts learning the repository's storage namespace ahead of the first copy. */
+  prepare(signal?: AbortSignal): void {
+    if (this.#o.mode !== "stream") this.#storageNamespace(signal).catch(() => undefined);
+  }
+
   async #allowed(source: { bucket: string; key: string }, signal?: AbortSignal) {
     const within = (loc: S3Location) =>
       loc.bucket === source.bucket && source.key.startsWith(loc.prefix);
     if (this.#extraSources.some(within)) return true;
+    const ns = await this.#storageNamespace(signal);
+    return ns !== undefined && within(ns);
+  }
+
+  #storageNamespace(signal?: AbortSignal): Promise<S3Location | undefined> {
     this.#namespace ??= this.#o.lakefs
       .getRepository(this.#o.repository, signal)
       .then((r) => {
@@ -160,8 +170,7 @@ export class ObjectCopier {
         this.#namespace = undefined;
         throw err;
       });
-    const ns = await this.#namespace;
-    return ns !== undefined && within(ns);
+    return this.#namespace;
   }
 
   #retrying<T>(

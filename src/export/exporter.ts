@@ -134,8 +134,13 @@ export class Exporter {
     prevCommitId: string,
     signal?: AbortSignal,
   ): Promise<ExportResult> {
-    const ref = await this.#o.lakefs.getBranch(this.#o.repository, branch, signal);
-    return this.exportDiff(prevCommitId, ref.commit_id, signal);
+    // The branch's HEAD is a full commit ID already; only the previous one needs resolving,
+    // and both questions go to lakeFS at once.
+    const [ref, prev] = await Promise.all([
+      this.#o.lakefs.getBranch(this.#o.repository, branch, signal),
+      this.#o.lakefs.getCommit(this.#o.repository, prevCommitId, signal),
+    ]);
+    return this.exportCover([prev.id], ref.commit_id, {}, signal);
   }
 
   /** The two-dot diff `prevCommitId..commitId`: copies added and changed, deletes removed. */
@@ -231,6 +236,8 @@ export class Exporter {
     cover: CoverOptions,
     signal?: AbortSignal,
   ): Promise<ExportResult> {
+    // Where server-side copies may read is asked of lakeFS while the first page of tasks loads.
+    this.#copier.prepare(signal);
     const outcome = await new ExportRun(
       {
         lakefs: this.#o.lakefs,
