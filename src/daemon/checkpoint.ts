@@ -137,7 +137,12 @@ export class CheckpointStore {
    * Stores a lane's ledger. With `coveredUntil` (the start of an export that completed), also
    * clears the lane's pending event if it was recorded before then: that export covered it.
    */
-  async putLedger(laneId: string, ledger: string, coveredUntil?: Date): Promise<void> {
+  async putLedger(
+    laneId: string,
+    ledger: string,
+    coveredUntil?: Date,
+    sync = true,
+  ): Promise<void> {
     this.#check();
     const ops: ({ type: "put"; key: string; value: string } | { type: "del"; key: string })[] = [
       { type: "put", key: LEDGER + laneId, value: ledger },
@@ -148,7 +153,7 @@ export class CheckpointStore {
       if (pending && new Date(pending.receivedAt) <= coveredUntil)
         ops.push({ type: "del", key: PENDING + laneId });
     }
-    await this.#db.batch(ops, { sync: true });
+    await this.#db.batch(ops, { sync });
   }
 
   /** A deleted branch ends its lane: forget its state. */

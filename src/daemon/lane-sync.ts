@@ -147,9 +147,13 @@ export class LaneSync {
         log.info({ source: loaded.source, base: loaded.ledger.base }, "lane state loaded");
       this.#show(lane, ctx, loaded.ledger);
     }
-    const lag = await this.#measure(lane, ctx, head, signal);
+    // The lag is measured while the export starts: it only feeds the export's log line and
+    // the lane's metrics, and an export is what the commit's reader waits for.
+    const measuring = this.#measure(lane, ctx, head, signal);
+    measuring.catch(() => undefined);
     const plan = planCover(ctx.ledger!, head, started);
     if (plan.kind === "current" || plan.kind === "wait") {
+      await measuring;
       // Nothing to write. Any pending event is covered: its commit is this HEAD or an older one.
       await this.#d.checkpoint.putLedger(lane.id, JSON.stringify(ctx.ledger), started);
       if (plan.kind === "wait") return { retryAt: plan.until };
@@ -160,6 +164,10 @@ export class LaneSync {
       ? await ctx.lease.hold(signal, (held) => this.#export(lane, ctx, plan, head, held))
       : await this.#export(lane, ctx, plan, head, signal);
     const ledger = ctx.ledger!;
+    const lag = await measuring.catch(() => ({
+      commitsBehind: lane.commitsBehind,
+      lagSeconds: lane.lagSeconds,
+    }));
     await this.#measure(lane, ctx, undefined, signal);
     const line = {
       destination: formatS3Uri(parseS3Uri(lane.destination)),
@@ -220,7 +228,9 @@ export class LaneSync {
     // Recorded before the first write: whatever happens next, the next export covers it.
     ledger = beginAttempt(ledger, head, new Date());
     const fence = ctx.lease ? () => ctx.lease!.assertHeld() : undefined;
-    await this.#d.ledgers.save(lane, ctx.dest, ledger, { signal, fence });
+    // The destination's copy is the one a load trusts (the higher sequence number wins): the
+    // local copy of an attempt need not wait for the disk.
+    await this.#d.ledgers.save(lane, ctx.dest, ledger, { signal, fence, localSync: false });
     this.#show(lane, ctx, ledger);
 
     const reconcile = () =>

@@ -80,9 +80,15 @@ export class LedgerStore {
     lane: LaneRef,
     dest: S3Destination,
     ledger: Ledger,
-    options: { signal?: AbortSignal; coveredUntil?: Date | undefined; fence?: () => void } = {},
+    options: {
+      signal?: AbortSignal;
+      coveredUntil?: Date | undefined;
+      fence?: () => void;
+      /** false: the local copy is written without waiting for the disk (default true). */
+      localSync?: boolean;
+    } = {},
   ): Promise<void> {
-    const { signal, coveredUntil, fence } = options;
+    const { signal, coveredUntil, fence, localSync = true } = options;
     const text = JSON.stringify(ledger);
     await withRetry(
       () => {
@@ -92,7 +98,7 @@ export class LedgerStore {
       },
       this.#retryOptions("write the lane ledger", signal),
     );
-    await this.#o.checkpoint.putLedger(lane.id, text, coveredUntil);
+    await this.#o.checkpoint.putLedger(lane.id, text, coveredUntil, localSync);
   }
 
   /** The checkpoint's copy only: cheap, for the reconciler's comparisons. */
