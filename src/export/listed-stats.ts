@@ -46,11 +46,14 @@ export async function* withListedStats(
   tasks: AsyncIterable<ExportTask>,
   options: ListedStatsOptions,
 ): AsyncGenerator<ExportTask> {
-  const window = options.window ?? PAGE;
+  const window = options.window ?? 256;
   const minPerPage = options.minPerPage ?? 16;
+  type Page = { results: ObjectStats[]; hasMore: boolean };
   let page: ObjectStats[] = [];
   let pos = 0;
   let hasMore = true;
+  /** The page that continues the current one, asked for while the current one is used. */
+  let ahead: { after: string; page: Promise<Page> } | undefined;
   /** Listed objects fetched, and those that gave stats, since the last measure began. */
   let fetched = 0;
   let matched = 0;
@@ -58,28 +61,42 @@ export async function* withListedStats(
   /** Stats found per listed object fetched: what a page is worth. 1 until measured. */
   const density = () => (fetched === 0 ? 1 : matched / fetched);
 
-  const resolve = async (pending: Extract<ExportTask, { op: "copy" }>[]) => {
-    for (let i = 0; i < pending.length; i++) {
-      const task = pending[i]!;
+  const attach = async (task: Extract<ExportTask, { op: "copy" }>, remaining: number) => {
+    for (;;) {
       const last = page.at(-1)?.path;
-      if (last === undefined || compareUtf8(task.path, last) > 0) {
-        // Past this page: the listing has nothing further, or jump to just before the path.
-        if (last !== undefined && !hasMore) continue;
-        const wanted = Math.ceil((pending.length - i) / Math.max(density(), 1 / PAGE));
-        const amount = Math.min(PAGE, Math.max(minPerPage * 4, wanted));
-        const next = await options.list(before(task.path), amount);
-        page = next.results.filter((s) => s.path_type === "object");
-        hasMore = next.hasMore;
-        fetched += next.results.length;
-        pos = 0;
+      if (last !== undefined && compareUtf8(task.path, last) <= 0) break;
+      // Past the end of the listing: nothing further to find.
+      if (last !== undefined && !hasMore) return;
+      let next: Page;
+      if (ahead && ahead.after === last) {
+        next = await ahead.page;
+      } else {
+        // A jump to just before the path, as many objects as the diff's density calls for.
+        const wanted = Math.ceil(remaining / Math.max(density(), 1 / PAGE));
+        next = await options.list(
+          before(task.path),
+          Math.min(PAGE, Math.max(minPerPage * 4, wanted)),
+        );
       }
-      while (pos < page.length && compareUtf8(page[pos]!.path, task.path) < 0) pos++;
-      const found = page[pos];
-      if (found && found.path === task.path) {
-        task.stats = found;
-        matched++;
-        pos++;
+      ahead = undefined;
+      page = next.results.filter((s) => s.path_type === "object");
+      hasMore = next.hasMore && next.results.length > 0;
+      fetched += next.results.length;
+      pos = 0;
+      if (page.length === 0) return;
+      // Dense diffs read on: the continuation loads while this page's tasks are copied.
+      if (hasMore && density() * PAGE >= minPerPage) {
+        const after = page.at(-1)!.path;
+        ahead = { after, page: options.list(after, PAGE) };
+        ahead.page.catch(() => undefined);
       }
+    }
+    while (pos < page.length && compareUtf8(page[pos]!.path, task.path) < 0) pos++;
+    const found = page[pos];
+    if (found && found.path === task.path) {
+      task.stats = found;
+      matched++;
+      pos++;
     }
   };
 
@@ -95,19 +112,22 @@ export async function* withListedStats(
       }
       buffer.push(r.value);
     }
-    const pending = buffer.filter(
-      (t): t is Extract<ExportTask, { op: "copy" }> => t.op === "copy" && t.stats === undefined,
-    );
+    const needs = (t: ExportTask): t is Extract<ExportTask, { op: "copy" }> =>
+      t.op === "copy" && t.stats === undefined;
+    let remaining = buffer.filter(needs).length;
+    const listing = skipWindows === 0 && remaining >= minPerPage;
     if (skipWindows > 0) skipWindows--;
-    else if (pending.length >= minPerPage) {
-      await resolve(pending);
-      // Too sparse to pay: stats one by one for a while, then measure again.
-      if (density() * PAGE < minPerPage) {
-        skipWindows = 4;
-        fetched = 0;
-        matched = 0;
-      }
+    // Each task goes on as soon as it has its stats, so copies run while later pages load.
+    for (const task of buffer) {
+      if (listing && needs(task)) await attach(task, remaining--);
+      yield task;
     }
-    yield* buffer;
+    // Too sparse to pay: stats one by one for a while, then measure again.
+    if (listing && density() * PAGE < minPerPage) {
+      skipWindows = 4;
+      fetched = 0;
+      matched = 0;
+      ahead = undefined;
+    }
   }
 }

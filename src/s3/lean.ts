@@ -187,7 +187,9 @@ export class LeanS3 {
       key,
       {},
       signal,
-      (res) => {
+      async (res) => {
+        // A HEAD answer has no body; consuming it returns the connection to the pool.
+        await res.body.dump();
         const h = res.headers;
         const one = (name: string) => {
           const v = h[name];
@@ -200,12 +202,12 @@ export class LeanS3 {
               ? value.join(",")
               : value;
         }
-        return Promise.resolve({
+        return {
           size: Number(one("content-length") ?? 0),
           etag: (one("etag") ?? "").replaceAll('"', ""),
           contentType: one("content-type"),
           metadata,
-        });
+        };
       },
       true,
     );

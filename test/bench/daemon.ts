@@ -11,7 +11,7 @@ import type { Stack } from "../helpers/stack.ts";
 
 /** Starts the daemon with one mirror of `repo`'s main branch; its peak RSS is watched. */
 export async function startBenchDaemon(
-  cliEntry: string,
+  entry: string[],
   stack: Stack,
   repo: string,
   destination: string,
@@ -33,7 +33,7 @@ export async function startBenchDaemon(
   // Webhooks only: KAFKA_BROKERS from the stack would not turn Kafka on without a topic, but keep it out.
   const daemonEnv: NodeJS.ProcessEnv = { ...env };
   delete daemonEnv.KAFKA_BROKERS;
-  const child = spawn(process.execPath, [cliEntry, "run", "--config", configFile], {
+  const child = spawn(process.execPath, [...entry, "run", "--config", configFile], {
     env: { ...daemonEnv, LOG_LEVEL: "info" },
     stdio: ["ignore", "pipe", "inherit"],
   });
