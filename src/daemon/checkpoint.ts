@@ -137,12 +137,7 @@ export class CheckpointStore {
    * Stores a lane's ledger. With `coveredUntil` (the start of an export that completed), also
    * clears the lane's pending event if it was recorded before then: that export covered it.
    */
-  async putLedger(
-    laneId: string,
-    ledger: string,
-    coveredUntil?: Date,
-    sync = true,
-  ): Promise<void> {
+  async putLedger(laneId: string, ledger: string, coveredUntil?: Date, sync = true): Promise<void> {
     this.#check();
     const ops: ({ type: "put"; key: string; value: string } | { type: "del"; key: string })[] = [
       { type: "put", key: LEDGER + laneId, value: ledger },

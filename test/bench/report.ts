@@ -79,7 +79,9 @@ export function svgChart(title: string, checks: Check[]): string {
   const lo = Math.log2(0.25);
   const hi = Math.log2(256);
   const x = (v: number) =>
-    left + ((Math.min(Math.max(Math.log2(v), lo), hi) - lo) / (hi - lo)) * width;
+    Math.round(
+      (left + ((Math.min(Math.max(Math.log2(v), lo), hi) - lo) / (hi - lo)) * width) * 10,
+    ) / 10;
   const height = top + ratios.length * rowHeight + 36;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${left + width + 90}" height="${height}" font-family="sans-serif" font-size="12">`,
