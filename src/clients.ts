@@ -1,5 +1,6 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { Config } from "./config.ts";
+import type { ExporterOptions } from "./export/exporter.ts";
 import { LakefsClient } from "./lakefs/client.ts";
 import { createS3Client } from "./s3/client.ts";
 import { S3Destination } from "./s3/destination.ts";
@@ -15,6 +16,24 @@ export interface Clients {
   gateway: S3Client;
   destination(location: S3Location): S3Destination;
   close(): Promise<void>;
+}
+
+/** What the configuration says about how an export runs, as the Exporter takes it. */
+export function exporterSettings(
+  config: Config,
+): Pick<
+  ExporterOptions,
+  "concurrency" | "copyMode" | "rounds" | "deletesLast" | "retry" | "serverSideSources"
+> {
+  const { concurrency, copyMode, rounds, deletesLast, serverSideCopySources } = config.export;
+  return {
+    concurrency,
+    copyMode,
+    rounds: typeof rounds === "string" ? rounds : [...rounds],
+    ...(deletesLast !== null ? { deletesLast } : {}),
+    retry: config.retry,
+    serverSideSources: serverSideCopySources,
+  };
 }
 
 export function createClients(config: Config, logger: Logger): Clients {

@@ -7,7 +7,7 @@ import { Exporter } from "../export/exporter.ts";
 import type { RoundRule } from "../export/rounds.ts";
 import { createLogger } from "../logger.ts";
 import { formatS3Uri, parseS3Uri } from "../s3/uri.ts";
-import { createClients } from "../clients.ts";
+import { createClients, exporterSettings } from "../clients.ts";
 import type { Clients } from "../clients.ts";
 import type { CliIo } from "./main.ts";
 import { TerminalProgress } from "./progress.ts";
@@ -112,13 +112,7 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
     repository,
     destination: clients.destination(location),
     logger: logger.child({ component: "exporter" }),
-    concurrency: config.export.concurrency,
-    copyMode: config.export.copyMode,
-    rounds:
-      typeof config.export.rounds === "string" ? config.export.rounds : [...config.export.rounds],
-    ...(config.export.deletesLast !== null ? { deletesLast: config.export.deletesLast } : {}),
-    retry: config.retry,
-    serverSideSources: config.export.serverSideCopySources,
+    ...exporterSettings(config),
     ...(progress ? { onProgress: (p) => progress.update(p) } : {}),
   });
   const signal = io.signal;

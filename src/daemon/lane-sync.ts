@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
+import { exporterSettings } from "../clients.ts";
 import {
   ExportFailedError,
   LakefsNotFoundError,
@@ -317,13 +318,7 @@ export class LaneSync {
       repository: lane.repository,
       destination: dest,
       logger,
-      concurrency: config.export.concurrency,
-      copyMode: config.export.copyMode,
-      rounds:
-        typeof config.export.rounds === "string" ? config.export.rounds : [...config.export.rounds],
-      ...(config.export.deletesLast !== null ? { deletesLast: config.export.deletesLast } : {}),
-      retry: config.retry,
-      serverSideSources: config.export.serverSideCopySources,
+      ...exporterSettings(config),
       // Every write of an export checks that this daemon still holds the destination.
       ...(lease ? { fence: () => lease.assertHeld() } : {}),
     });

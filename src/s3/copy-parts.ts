@@ -5,6 +5,7 @@ import {
   UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
 import type { CompletedPart, S3Client } from "@aws-sdk/client-s3";
+import { TaskPool } from "../export/pool.ts";
 
 /** `CopySource` is `bucket/key` with the key URL-encoded, keeping its slashes. */
 export function copySource(bucket: string, key: string): string {
@@ -40,15 +41,14 @@ export async function copyInParts(s3: S3Client, c: PartCopy): Promise<void> {
     { abortSignal: c.signal },
   );
   try {
-    const ranges: { n: number; start: number; end: number }[] = [];
-    for (let start = 0, n = 1; start < c.size; start += c.partSize, n++)
-      ranges.push({ n, start, end: Math.min(start + c.partSize, c.size) - 1 });
     const parts: CompletedPart[] = [];
     let failed: Error | undefined;
-    let next = 0;
-    const worker = async () => {
-      while (failed === undefined && next < ranges.length) {
-        const { n, start, end } = ranges[next++]!;
+    // The first failure stops new parts; those in flight settle before the upload is aborted.
+    const pool = new TaskPool(Math.max(c.concurrency, 1));
+    for (let start = 0, n = 1; start < c.size; start += c.partSize, n++) {
+      if (failed !== undefined) break;
+      const end = Math.min(start + c.partSize, c.size) - 1;
+      await pool.submit(async () => {
         try {
           const res = await s3.send(
             new UploadPartCopyCommand({
@@ -65,11 +65,9 @@ export async function copyInParts(s3: S3Client, c: PartCopy): Promise<void> {
         } catch (err) {
           failed ??= err instanceof Error ? err : new Error(String(err));
         }
-      }
-    };
-    await Promise.all(
-      Array.from({ length: Math.min(Math.max(c.concurrency, 1), ranges.length) }, worker),
-    );
+      });
+    }
+    await pool.drain();
     if (failed !== undefined) throw failed;
     parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
     await s3.send(

@@ -129,6 +129,7 @@ export class S3Destination {
       const route = await this.#lean?.route(this.bucket);
       if (route) {
         await this.#lean!.copyObject(
+          what,
           route,
           {
             copySource: copySource(source.bucket, source.key),
@@ -337,7 +338,13 @@ export class S3Destination {
   async head(path: string, signal?: AbortSignal): Promise<HeadResult | undefined> {
     try {
       const route = await this.#lean?.route(this.bucket);
-      if (route) return await this.#lean!.headObject(route, this.key(path), signal);
+      if (route)
+        return await this.#lean!.headObject(
+          `head s3://${this.bucket}/${this.key(path)}`,
+          route,
+          this.key(path),
+          signal,
+        );
       const res = await this.#s3.send(
         new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }),
         { abortSignal: signal },

@@ -4,6 +4,7 @@ import { SignatureV4 } from "@smithy/signature-v4";
 import type { HttpRequest as SmithyRequest } from "@smithy/types";
 import { Agent } from "undici";
 import type { Dispatcher } from "undici";
+import { withRetry } from "../retry.ts";
 import { S3Answer, toDestinationError } from "./s3-error.ts";
 
 /** SHA-256 of an empty body, the payload hash of a request without one. */
@@ -142,8 +143,12 @@ export class LeanS3 {
     };
   }
 
-  /** CopyObject with the metadata replaced. Throws S3Answer (S3 said no) or a transport error. */
+  /**
+   * CopyObject with the metadata replaced. Failures are DestinationErrors whose message starts
+   * with `what`, as the SDK path's are.
+   */
   async copyObject(
+    what: string,
     route: BucketRoute,
     input: {
       copySource: string;
@@ -160,7 +165,7 @@ export class LeanS3 {
     if (input.contentType !== undefined) headers["content-type"] = input.contentType;
     for (const [name, value] of Object.entries(input.metadata))
       headers[`x-amz-meta-${name}`] = value;
-    await this.#send(route, "PUT", input.key, headers, signal, async (res) => {
+    await this.#send(what, route, "PUT", input.key, headers, signal, async (res) => {
       // CopyObject can answer 200 and still fail: the error is in the body.
       const body = await res.body.text();
       if (body.includes("<Error>")) throw this.#bodyError(body, 200);
@@ -169,6 +174,7 @@ export class LeanS3 {
 
   /** HeadObject: the object's size, ETag, Content-Type and user metadata; undefined when absent. */
   headObject(
+    what: string,
     route: BucketRoute,
     key: string,
     signal?: AbortSignal,
@@ -182,6 +188,7 @@ export class LeanS3 {
     | undefined
   > {
     return this.#send(
+      what,
       route,
       "HEAD",
       key,
@@ -214,6 +221,7 @@ export class LeanS3 {
   }
 
   async #send<T>(
+    what: string,
     route: BucketRoute,
     method: "PUT" | "HEAD",
     key: string,
@@ -224,45 +232,55 @@ export class LeanS3 {
   ): Promise<T> {
     const maxAttempts = await this.#client.config.maxAttempts();
     const path = route.keyPath + encodeKey(key);
-    for (let attempt = 1; ; attempt++) {
-      signal?.throwIfAborted();
-      try {
-        const signed = await route.signer.sign({
-          method,
-          protocol: "",
-          hostname: route.hostname,
-          path,
-          query: {},
-          headers: {
-            ...extra,
-            host: route.hostname,
-            "x-amz-content-sha256": EMPTY_SHA256,
-            ...(method === "PUT" ? { "content-length": "0" } : {}),
-          },
-        } as SmithyRequest);
-        const res = await this.#agent.request({
-          origin: route.origin,
-          method,
-          path,
-          headers: signed.headers,
-          ...(signal ? { signal } : {}),
-        });
-        if (res.statusCode >= 200 && res.statusCode < 300) return await onOk(res);
-        if (res.statusCode === 404 && notFoundIsUndefined) {
-          await res.body.dump();
-          return undefined as T;
+    // The project's retry loop with the client's attempt count and the standard strategy's
+    // back-off (full jitter on 100 ms doubling, at most 20 s).
+    return withRetry(
+      async () => {
+        try {
+          const signed = await route.signer.sign({
+            method,
+            protocol: "",
+            hostname: route.hostname,
+            path,
+            query: {},
+            headers: {
+              ...extra,
+              host: route.hostname,
+              "x-amz-content-sha256": EMPTY_SHA256,
+              ...(method === "PUT" ? { "content-length": "0" } : {}),
+            },
+          } as SmithyRequest);
+          const res = await this.#agent.request({
+            origin: route.origin,
+            method,
+            path,
+            headers: signed.headers,
+            ...(signal ? { signal } : {}),
+          });
+          if (res.statusCode >= 200 && res.statusCode < 300) return await onOk(res);
+          if (res.statusCode === 404 && notFoundIsUndefined) {
+            await res.body.dump();
+            return undefined as T;
+          }
+          // A HEAD answer has no body to read the error from: the status says it.
+          const body = method === "HEAD" ? "" : await res.body.text();
+          if (method === "HEAD") await res.body.dump();
+          throw this.#bodyError(body, res.statusCode);
+        } catch (err) {
+          throw toDestinationError(err, what);
         }
-        const body = method === "HEAD" ? "" : await res.body.text();
-        if (method === "HEAD") await res.body.dump();
-        throw this.#bodyError(body, res.statusCode);
-      } catch (err) {
-        const retriable = toDestinationError(err, "").retriable;
-        if (signal?.aborted || !retriable || attempt >= maxAttempts) throw err;
-        // The standard strategy's back-off: full jitter on 100 ms doubling, at most 20 s.
-        const delay = Math.random() * Math.min(20_000, 100 * 2 ** attempt);
-        await new Promise((r) => setTimeout(r, delay));
-      }
-    }
+      },
+      {
+        operation: what,
+        signal,
+        policy: {
+          retries: Math.max(0, maxAttempts - 1),
+          minTimeoutMs: 100,
+          maxTimeoutMs: 20_000,
+          maxRetryTimeMs: Number.POSITIVE_INFINITY,
+        },
+      },
+    );
   }
 
   #bodyError(body: string, status: number): S3Answer {
