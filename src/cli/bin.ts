@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=16
+#!/usr/bin/env -S node --max-semi-space-size=16 --heap-growing-percent=30
 // The flag: exports allocate many short-lived objects (pages of entries, a request per object),
 // and Node 24 lets each young-generation semi-space grow far beyond 16 MB, which shows as
 // resident memory without making exports faster (measured: a 10,000-object --sync run peaks at

@@ -226,13 +226,17 @@ export class LaneSync {
     // What the prefix holds, looked at once, before this lane writes anything of its own there:
     // keys under a prefix with no ledger or status file of ours are someone else's.
     if (isNew(ledger)) ledger = withPrefix(ledger, await prefixState(ctx.dest, signal));
-    // Recorded before the first write: whatever happens next, the next export covers it.
-    ledger = beginAttempt(ledger, head, new Date());
+    // Recorded before the first write: whatever happens next, the next export covers it. The
+    // diffs are read while it is saved; the export writes nothing before the save is done.
+    const attempt = beginAttempt(ledger, head, new Date());
+    ledger = attempt;
     const fence = ctx.lease ? () => ctx.lease!.assertHeld() : undefined;
     // The destination's copy is the one a load trusts (the higher sequence number wins): the
     // local copy of an attempt need not wait for the disk.
-    await this.#d.ledgers.save(lane, ctx.dest, ledger, { signal, fence, localSync: false });
-    this.#show(lane, ctx, ledger);
+    const saving = this.#d.ledgers
+      .save(lane, ctx.dest, attempt, { signal, fence, localSync: false })
+      .then(() => this.#show(lane, ctx, attempt));
+    saving.catch(() => undefined);
 
     const reconcile = () =>
       ctx.exporter.exportReconciling(
@@ -248,6 +252,7 @@ export class LaneSync {
     let result: ExportResult;
     let mode: Plan["kind"] = plan.kind;
     if (plan.kind === "reconcile") {
+      await saving;
       log.info({ reason: plan.reason }, "no trustworthy base; reconciling with a full listing");
       result = await reconcile();
     } else {
@@ -255,10 +260,12 @@ export class LaneSync {
         result = await ctx.exporter.exportCover(
           plan.from,
           head,
-          { retry: plan.retry, carry: plan.carry },
+          { retry: plan.retry, carry: plan.carry, writesAfter: saving },
           signal,
         );
       } catch (err) {
+        // Whatever failed, the attempt's record is settled before anything else is written.
+        await saving;
         if (!(err instanceof LakefsNotFoundError) || err.what === "object") throw err;
         // A commit the diffs start from is gone from lakeFS (garbage-collected history).
         log.warn({ from: plan.from, err }, "a commit to diff from is gone; reconciling instead");

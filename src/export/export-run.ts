@@ -45,6 +45,8 @@ export interface ExportRunOptions {
   fence?: (() => void) | undefined;
   /** Deletes run after every copy of every round. */
   deletesLast?: boolean | undefined;
+  /** No write (nor the status file) before this settles; its rejection ends the run. */
+  writesAfter?: Promise<unknown> | undefined;
 }
 
 /** What one run of a task stream did, and the status file it wrote. */
@@ -103,6 +105,8 @@ export class ExportRun {
   #stopped: unknown;
   /** What the fence threw: the run ends without a status file. */
   #fenced: Error | undefined;
+  /** Whether `writesAfter` has settled well. */
+  #open = false;
 
   constructor(
     options: ExportRunOptions,
@@ -115,6 +119,8 @@ export class ExportRun {
     this.#signal = signal;
     this.#pool = new TaskPool(options.concurrency);
     this.#carried = new Map(carry.map((f) => [f.path, f]));
+    // Its rejection is the run's to report, when the run reaches its first write.
+    options.writesAfter?.catch(() => undefined);
   }
 
   async run(tasks: AsyncIterable<ExportTask>): Promise<RunOutcome> {
@@ -135,6 +141,7 @@ export class ExportRun {
     try {
       for await (const task of tasks) {
         if (halted()) break;
+        await this.#opened();
         const round = task.op === "delete" && this.#o.deletesLast ? DELETES : rounds.of(task.path);
         if (round === 0) await this.#runTask(task);
         else {
@@ -174,6 +181,7 @@ export class ExportRun {
       this.#undone = undefined;
     }
 
+    await this.#opened();
     this.#o.fence?.();
     const progress = this.#progress;
     const status: ExportStatus = progress.failed === 0 ? "SUCCESS" : "FAILURE";
@@ -195,6 +203,13 @@ export class ExportRun {
       unfinished: status === "SUCCESS" ? [] : this.#undone,
       durationMs: Date.now() - started,
     };
+  }
+
+  /** Waits, once, for what must happen before the first write (the daemon's attempt record). */
+  async #opened(): Promise<void> {
+    if (this.#open) return;
+    await this.#o.writesAfter;
+    this.#open = true;
   }
 
   async #runTask(task: ExportTask): Promise<void> {

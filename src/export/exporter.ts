@@ -57,6 +57,12 @@ export interface CoverOptions {
   retry?: readonly FailedPath[];
   /** Failed paths not tried this time: they stay failed unless the diffs write them. */
   carry?: readonly FailedPath[];
+  /**
+   * Nothing is written at the destination (not even the status file) before this promise
+   * settles, and its rejection fails the export: the diffs are read meanwhile. The daemon
+   * records its attempt this way.
+   */
+  writesAfter?: Promise<unknown>;
 }
 
 export interface ReconcileOptions {
@@ -251,6 +257,7 @@ export class Exporter {
         retry: this.#o.retry,
         onProgress: this.#o.onProgress,
         fence: this.#o.fence,
+        writesAfter: cover.writesAfter,
       },
       commitId,
       cover.carry ?? [],

@@ -24,7 +24,7 @@ import type { Stack } from "../helpers/stack.ts";
 import { startBenchDaemon } from "./daemon.ts";
 import { markdown, met, svgChart } from "./report.ts";
 import type { Check, Measure } from "./report.ts";
-import { mcEnv, measure, rcloneEnv, rcloneFlags, versionOf } from "./tools.ts";
+import { binNodeFlags, mcEnv, measure, rcloneEnv, rcloneFlags, versionOf } from "./tools.ts";
 import type { Usage } from "./tools.ts";
 
 const N = Number(process.env.BENCH_OBJECTS ?? 10_000);
@@ -34,8 +34,7 @@ const LARGE_MIB = Number(process.env.BENCH_LARGE_MIB ?? 96);
 const ONLY = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,e").split(",").map((s) => s.trim()));
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const cliEntry = `${root}dist/cli/bin.js`;
-/** The flags of the bin's own `#!` line, which `node dist/cli/bin.js` would skip. */
-const nodeFlags = ["--max-semi-space-size=16"];
+const nodeFlags = binNodeFlags;
 const resultsDir = `${root}test/bench/results`;
 
 async function seed(

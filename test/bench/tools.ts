@@ -1,10 +1,17 @@
 // The contenders of npm run bench as processes: how each is run and measured, and the
 // environment that points rclone and mc at the stack.
 import { execFileSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { StackEnv } from "../helpers/stack.ts";
 
 const measureScript = fileURLToPath(new URL("measure.py", import.meta.url));
+
+/** The node flags of the bin's own `#!` line, which `node dist/cli/bin.js` would skip. */
+export const binNodeFlags = readFileSync(new URL("../../src/cli/bin.ts", import.meta.url), "utf8")
+  .split("\n")[0]!
+  .split(" ")
+  .filter((word) => word.startsWith("--"));
 
 export interface Usage {
   seconds: number;

@@ -345,4 +345,36 @@ describe("exporter", () => {
       await proxy.close();
     }
   });
+  it("writes nothing, not even a status file, before writesAfter settles; its rejection ends the export", async () => {
+    const repo = await createRepo(stack, "gate");
+    const bucket = await createBucket(stack);
+    const c1 = await commitObjects(stack, repo, "main", [{ path: "a.txt", content: "one" }]);
+    const c2 = await commitObjects(stack, repo, "main", [
+      { path: "b.txt", content: "two" },
+      { path: "c/d.txt", content: "three" },
+    ]);
+    const exporter = makeExporter(stack, repo, bucket, "gated/");
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let settled = false;
+    const running = exporter.exportCover([c1], c2, { writesAfter: gate });
+    void running.finally(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(settled, false);
+    assert.equal((await listKeys(stack, bucket, "gated/")).size, 0);
+    open();
+    const result = await running;
+    assert.equal(result.status, "SUCCESS");
+    assert.equal(result.copied, 2);
+    assert.equal((await readKey(stack, bucket, "gated/c/d.txt")).toString(), "three");
+
+    const before = await listKeys(stack, bucket, "gated/");
+    await assert.rejects(
+      exporter.exportCover([c1], c2, {
+        writesAfter: Promise.reject(new Error("the attempt was not recorded")),
+      }),
+      /the attempt was not recorded/,
+    );
+    assert.deepEqual(await listKeys(stack, bucket, "gated/"), before);
+  });
 });
