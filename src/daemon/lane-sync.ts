@@ -264,9 +264,13 @@ export class LaneSync {
           signal,
         );
       } catch (err) {
-        // Whatever failed, the attempt's record is settled before anything else is written.
-        await saving;
-        if (!(err instanceof LakefsNotFoundError) || err.what === "object") throw err;
+        // Whatever failed, the attempt's record is settled before anything else happens, and
+        // nothing is written without it.
+        const saved = await saving.then(
+          () => true,
+          () => false,
+        );
+        if (!saved || !(err instanceof LakefsNotFoundError) || err.what === "object") throw err;
         // A commit the diffs start from is gone from lakeFS (garbage-collected history).
         log.warn({ from: plan.from, err }, "a commit to diff from is gone; reconciling instead");
         mode = "reconcile";
