@@ -270,7 +270,9 @@ export class LaneSync {
           () => true,
           () => false,
         );
-        if (!saved || !(err instanceof LakefsNotFoundError) || err.what === "object") throw err;
+        // A failed save is the failure to report (as when it ran first): a lost lease, say.
+        if (!saved) await saving;
+        if (!(err instanceof LakefsNotFoundError) || err.what === "object") throw err;
         // A commit the diffs start from is gone from lakeFS (garbage-collected history).
         log.warn({ from: plan.from, err }, "a commit to diff from is gone; reconciling instead");
         mode = "reconcile";

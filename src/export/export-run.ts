@@ -142,6 +142,7 @@ export class ExportRun {
       for await (const task of tasks) {
         if (halted()) break;
         await this.#opened();
+        if (halted()) break;
         const round = task.op === "delete" && this.#o.deletesLast ? DELETES : rounds.of(task.path);
         if (round === 0) await this.#runTask(task);
         else {

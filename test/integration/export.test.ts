@@ -349,32 +349,41 @@ describe("exporter", () => {
     const repo = await createRepo(stack, "gate");
     const bucket = await createBucket(stack);
     const c1 = await commitObjects(stack, repo, "main", [{ path: "a.txt", content: "one" }]);
+    // A copy, a later-round _SUCCESS file and a delete: every kind of write an export makes.
+    await stack.lakefs.deleteObject(repo, "main", "a.txt");
     const c2 = await commitObjects(stack, repo, "main", [
       { path: "b.txt", content: "two" },
       { path: "c/d.txt", content: "three" },
+      { path: "c/_SUCCESS", content: "" },
     ]);
-    const exporter = makeExporter(stack, repo, bucket, "gated/");
+    const exporter = (prefix: string) => makeExporter(stack, repo, bucket, prefix);
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
     let settled = false;
-    const running = exporter.exportCover([c1], c2, { writesAfter: gate });
-    void running.finally(() => (settled = true));
-    await new Promise((r) => setTimeout(r, 700));
-    assert.equal(settled, false);
-    assert.equal((await listKeys(stack, bucket, "gated/")).size, 0);
-    open();
+    const running = exporter("gated/").exportCover([c1], c2, { writesAfter: gate });
+    void running.finally(() => (settled = true)).catch(() => undefined);
+    try {
+      await new Promise((r) => setTimeout(r, 700));
+      assert.equal(settled, false);
+      assert.equal((await listKeys(stack, bucket, "gated/")).size, 0);
+    } finally {
+      open();
+    }
     const result = await running;
     assert.equal(result.status, "SUCCESS");
-    assert.equal(result.copied, 2);
+    assert.equal(result.copied, 3);
+    assert.equal(result.deleted, 1);
     assert.equal((await readKey(stack, bucket, "gated/c/d.txt")).toString(), "three");
 
-    const before = await listKeys(stack, bucket, "gated/");
-    await assert.rejects(
-      exporter.exportCover([c1], c2, {
-        writesAfter: Promise.reject(new Error("the attempt was not recorded")),
-      }),
-      /the attempt was not recorded/,
-    );
-    assert.deepEqual(await listKeys(stack, bucket, "gated/"), before);
+    // Rejected: nothing at a new prefix, for the diff and for an empty one (its status file).
+    for (const from of [c1, c2]) {
+      await assert.rejects(
+        exporter("refused/").exportCover([from], c2, {
+          writesAfter: Promise.reject(new Error("the attempt was not recorded")),
+        }),
+        /the attempt was not recorded/,
+      );
+    }
+    assert.equal((await listKeys(stack, bucket, "refused/")).size, 0);
   });
 });
