@@ -264,14 +264,9 @@ export class LaneSync {
           signal,
         );
       } catch (err) {
-        // Whatever failed, the attempt's record is settled before anything else happens, and
-        // nothing is written without it.
-        const saved = await saving.then(
-          () => true,
-          () => false,
-        );
-        // A failed save is the failure to report (as when it ran first): a lost lease, say.
-        if (!saved) await saving;
+        // The attempt's record settles before anything else happens; a failed save is the
+        // failure to report (as when it ran first: a lost lease, say).
+        await saving;
         if (!(err instanceof LakefsNotFoundError) || err.what === "object") throw err;
         // A commit the diffs start from is gone from lakeFS (garbage-collected history).
         log.warn({ from: plan.from, err }, "a commit to diff from is gone; reconciling instead");

@@ -6,6 +6,8 @@ import type {
   Commit,
   CommitCreation,
   DiffEntry,
+  ImportLocation,
+  ImportStatus,
   ObjectStats,
   Page,
   Ref,
@@ -242,6 +244,28 @@ export class LakefsClient {
       method: "POST",
       body: creation,
       notFound: "branch",
+    });
+  }
+
+  /** Starts a lakeFS import (objects referenced where they are, committed once). Returns its ID. */
+  async startImport(
+    repo: string,
+    branch: string,
+    paths: ImportLocation[],
+    commit: CommitCreation,
+  ): Promise<string> {
+    const res = await this.#http.json<{ id: string }>(
+      `/repositories/${seg(repo)}/branches/${seg(branch)}/import`,
+      { method: "POST", body: { paths, commit }, notFound: "branch" },
+    );
+    return res.id;
+  }
+
+  importStatus(repo: string, branch: string, id: string): Promise<ImportStatus> {
+    return this.#http.json(`/repositories/${seg(repo)}/branches/${seg(branch)}/import`, {
+      query: { id },
+      // The branch, or the import ID: lakeFS answers 404 for either.
+      notFound: "resource",
     });
   }
 

@@ -80,3 +80,19 @@ export interface HookEvent {
   commit_metadata?: Record<string, string>;
   merge_source?: string;
 }
+
+/** One source of a lakeFS import: a prefix or an object in the repository's object store. */
+export interface ImportLocation {
+  type: "common_prefix" | "object";
+  /** Where it is now, such as `s3://bucket/prefix/`. */
+  path: string;
+  /** Where it lands on the branch. */
+  destination: string;
+}
+
+export interface ImportStatus {
+  completed: boolean;
+  ingested_objects?: number;
+  commit?: Commit;
+  error?: { message: string };
+}

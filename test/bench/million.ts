@@ -12,7 +12,6 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { TaskPool } from "../../src/export/pool.ts";
@@ -20,13 +19,10 @@ import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
 import { markdown } from "./report.ts";
 import type { Check, Measure } from "./report.ts";
-import { binNodeFlags, measure } from "./tools.ts";
+import { binNodeFlags, measureExport, repoRoot } from "./tools.ts";
 
 const M = Number(process.env.BENCH_MILLION_OBJECTS ?? 1_000_000);
 const PER_ARCHIVE = 50_000;
-const root = fileURLToPath(new URL("../..", import.meta.url));
-const cliEntry = `${root}dist/cli/bin.js`;
-const nodeFlags = binNodeFlags;
 
 /** 1,000 partitions of 1,000 files, as a partitioned table would lay them out. */
 const keyOf = (i: number) => `m/part=${String(i % 1000).padStart(4, "0")}/object-${i}.bin`;
@@ -96,31 +92,15 @@ async function writeObjects(stack: Stack, bucket: string): Promise<number> {
 
 /** lakeFS's import API: the prefix becomes one commit on the branch. Returns its ID. */
 async function importPrefix(stack: Stack, repo: string, source: string): Promise<string> {
-  const e = stack.env;
-  const auth = `Basic ${Buffer.from(`${e.LAKEFS_ACCESS_KEY_ID}:${e.LAKEFS_SECRET_ACCESS_KEY}`).toString("base64")}`;
-  const url = `${e.LAKEFS_ENDPOINT}/api/v1/repositories/${repo}/branches/main/import`;
-  const started = await fetch(url, {
-    method: "POST",
-    headers: { authorization: auth, "content-type": "application/json" },
-    body: JSON.stringify({
-      paths: [{ path: source, destination: "table/", type: "common_prefix" }],
-      commit: { message: `import ${M} objects` },
-    }),
-  });
-  if (started.status !== 202) throw new Error(`import: ${started.status} ${await started.text()}`);
-  const { id } = (await started.json()) as { id: string };
+  const id = await stack.lakefs.startImport(
+    repo,
+    "main",
+    [{ path: source, destination: "table/", type: "common_prefix" }],
+    { message: `import ${M} objects` },
+  );
   for (;;) {
     await new Promise((r) => setTimeout(r, 2_000));
-    const res = await fetch(`${url}?id=${encodeURIComponent(id)}`, {
-      headers: { authorization: auth },
-    });
-    if (!res.ok) throw new Error(`import status: ${res.status} ${await res.text()}`);
-    const s = (await res.json()) as {
-      completed: boolean;
-      ingested_objects?: number;
-      error?: { message: string };
-      commit?: { id: string };
-    };
+    const s = await stack.lakefs.importStatus(repo, "main", id);
     if (s.error) throw new Error(`import failed: ${s.error.message}`);
     process.stderr.write(`  import: ${s.ingested_objects ?? 0} objects\n`);
     if (s.completed) {
@@ -133,11 +113,10 @@ async function importPrefix(stack: Stack, repo: string, source: string): Promise
 }
 
 async function main() {
-  execFileSync("npm", ["run", "-s", "build"], { cwd: root, stdio: "inherit" });
+  execFileSync("npm", ["run", "-s", "build"], { cwd: repoRoot, stdio: "inherit" });
   const stack = await connectStack();
   const env = { ...process.env, ...stack.env, LOG_LEVEL: "warn" };
-  const mirror = (args: string[]) =>
-    measure(process.execPath, [...nodeFlags, cliEntry, "export", ...args, "--concurrency=32"], env);
+  const mirror = (args: string[]) => measureExport(args, env);
   const steps: string[] = [];
   const timed = async <T>(what: string, f: () => Promise<T>): Promise<T> => {
     const t0 = Date.now();
@@ -195,12 +174,12 @@ async function main() {
   }));
   const header = [
     `Command: \`${process.env.BENCH_MILLION_OBJECTS ? `BENCH_MILLION_OBJECTS=${M} ` : ""}npm run bench:million\`, ${new Date().toISOString()}`,
-    `Versions: node ${process.version}, lakeFS v1.86.0, MinIO RELEASE.2026-02-12 (test/stack); ${execFileSync("nproc").toString().trim()} cores shared by the servers and lakefs-mirror (--concurrency=32, node ${nodeFlags.join(" ")}).`,
+    `Versions: node ${process.version}, lakeFS v1.86.0, MinIO RELEASE.2026-02-12 (test/stack); ${execFileSync("nproc").toString().trim()} cores shared by the servers and lakefs-mirror (--concurrency=32, node ${binNodeFlags.join(" ")}).`,
     `Made by: ${steps.join("; ")}. The objects are 1–4 KiB in 1,000 partitions (\`table/part=NNNN/object-I.bin\` in lakeFS); the diff is the repository's first commit against the import commit (${M} added entries).`,
   ];
   const text = markdown(header, results, checks);
   process.stdout.write(text);
-  const dir = `${root}test/bench/results`;
+  const dir = `${repoRoot}test/bench/results`;
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, M === 1_000_000 ? "million.md" : `million-${M}.md`), text);
 }

@@ -15,7 +15,6 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { DeleteObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { TaskPool } from "../../src/export/pool.ts";
 import { parseS3Uri } from "../../src/s3/uri.ts";
@@ -24,7 +23,17 @@ import type { Stack } from "../helpers/stack.ts";
 import { startBenchDaemon } from "./daemon.ts";
 import { markdown, met, svgChart } from "./report.ts";
 import type { Check, Measure } from "./report.ts";
-import { binNodeFlags, mcEnv, measure, rcloneEnv, rcloneFlags, versionOf } from "./tools.ts";
+import {
+  binNodeFlags,
+  cliEntry,
+  mcEnv,
+  measure,
+  measureExport,
+  rcloneEnv,
+  rcloneFlags,
+  repoRoot,
+  versionOf,
+} from "./tools.ts";
 import type { Usage } from "./tools.ts";
 
 const N = Number(process.env.BENCH_OBJECTS ?? 10_000);
@@ -32,8 +41,7 @@ const K = Number(process.env.BENCH_CHANGED ?? 10);
 const LARGE_COUNT = Number(process.env.BENCH_LARGE_COUNT ?? 4);
 const LARGE_MIB = Number(process.env.BENCH_LARGE_MIB ?? 96);
 const ONLY = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,e").split(",").map((s) => s.trim()));
-const root = fileURLToPath(new URL("../..", import.meta.url));
-const cliEntry = `${root}dist/cli/bin.js`;
+const root = repoRoot;
 const nodeFlags = binNodeFlags;
 const resultsDir = `${root}test/bench/results`;
 
@@ -69,8 +77,7 @@ async function main() {
   const results: Measure[] = [];
   const checks: Check[] = [];
   const latencies: number[] = [];
-  const mirror = (args: string[]) =>
-    measure(process.execPath, [...nodeFlags, cliEntry, "export", ...args, "--concurrency=32"], env);
+  const mirror = (args: string[]) => measureExport(args, env);
   const rclone = (from: string, to: string) =>
     measure("rclone", ["sync", from, to, ...rcloneFlags], renv);
   const mcMirror = (from: string, to: string) =>

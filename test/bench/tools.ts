@@ -7,6 +7,9 @@ import type { StackEnv } from "../helpers/stack.ts";
 
 const measureScript = fileURLToPath(new URL("measure.py", import.meta.url));
 
+export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+export const cliEntry = `${repoRoot}dist/cli/bin.js`;
+
 /** The node flags of the bin's own `#!` line, which `node dist/cli/bin.js` would skip. */
 export const binNodeFlags = readFileSync(new URL("../../src/cli/bin.ts", import.meta.url), "utf8")
   .split("\n")[0]!
@@ -50,6 +53,15 @@ export function measure(cmd: string, args: string[], env: NodeJS.ProcessEnv): Pr
         });
     });
   });
+}
+
+/** `lakefs-mirror export ARGS --concurrency=32`, run as its bin line runs it, measured. */
+export function measureExport(args: string[], env: NodeJS.ProcessEnv): Promise<Usage> {
+  return measure(
+    process.execPath,
+    [...binNodeFlags, cliEntry, "export", ...args, "--concurrency=32"],
+    env,
+  );
 }
 
 /** rclone's remotes `lakefs:` (the lakeFS S3 gateway) and `dest:` (the destination S3). */

@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { LakefsNotFoundError } from "../../src/errors.ts";
 import { LakefsClient } from "../../src/lakefs/client.ts";
 import { commitObjects } from "../helpers/mirror.ts";
-import { connectStack, createRepo } from "../helpers/stack.ts";
+import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
 
 describe("lakeFS client", () => {
@@ -51,6 +53,47 @@ describe("lakeFS client", () => {
       for (const d of page) diff.push(`${d.type} ${d.path}`);
     assert.deepEqual(diff, ["removed dir/a.txt", "removed dir/b.txt", "added dir/f.txt"]);
     await small.close();
+  });
+
+  it("imports a prefix of the object store as one commit that references the objects where they are", async () => {
+    const repo = await createRepo(stack, "import");
+    const bucket = await createBucket(stack, "import-src");
+    const keys = ["raw/x.csv", "raw/sub/y.csv", "raw/z w.csv"];
+    for (const Key of keys)
+      await stack.s3.send(new PutObjectCommand({ Bucket: bucket, Key, Body: Key }));
+    const lakefs = client();
+    try {
+      const id = await lakefs.startImport(
+        repo,
+        "main",
+        [{ path: `s3://${bucket}/raw/`, destination: "in/", type: "common_prefix" }],
+        { message: "import raw" },
+      );
+      let status = await lakefs.importStatus(repo, "main", id);
+      for (let i = 0; !status.completed && !status.error && i < 100; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = await lakefs.importStatus(repo, "main", id);
+      }
+      assert.equal(status.error, undefined);
+      assert.equal(status.completed, true);
+      assert.equal(status.ingested_objects, keys.length);
+      assert.equal((await lakefs.getBranch(repo, "main")).commit_id, status.commit?.id);
+      const listed = [];
+      for await (const page of lakefs.listObjects(repo, status.commit!.id))
+        listed.push(...page.map((o) => [o.path, o.physical_address]));
+      assert.deepEqual(
+        listed,
+        keys
+          .map((k) => [`in/${k.slice("raw/".length)}`, `s3://${bucket}/${k}`])
+          .sort(([a], [b]) => (a! < b! ? -1 : 1)),
+      );
+      await assert.rejects(
+        lakefs.importStatus(repo, "main", "no-such-import"),
+        LakefsNotFoundError,
+      );
+    } finally {
+      await lakefs.close();
+    }
   });
 
   it("raises coded errors: bad credentials, unknown commit, unknown repository, lakeFS unreachable", async () => {
