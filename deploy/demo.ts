@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { S3Destination } from "../src/s3/destination.ts";
 import { verifyMirror } from "../src/verify/verify.ts";
+import { lakefsGateway } from "../src/s3/gateway.ts";
 import { actionFor, waitForExported } from "../test/helpers/daemon.ts";
 import { connectStack, createBucket, createRepo } from "../test/helpers/stack.ts";
 
@@ -129,11 +130,10 @@ process.stdout.write(
 );
 const result = await verifyMirror({
   lakefs: stack.lakefs,
-  s3: stack.s3,
   repository: repo,
   ref: head,
   destination: new S3Destination(stack.s3, { bucket, prefix: `${repo}/main/` }),
-  gateway: stack.gateway,
+  gateway: lakefsGateway(stack.gateway),
 });
 say(
   `verify: ${result.compared} objects compared, ${result.differences.length} differences; the mirror is at ` +

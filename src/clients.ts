@@ -1,20 +1,21 @@
-import type { S3Client } from "@aws-sdk/client-s3";
+import type { Logger } from "pino";
 import type { Config } from "./config.ts";
+import type { Destination } from "./destination/destination.ts";
+import { DestinationFactory } from "./destination/factory.ts";
 import type { ExporterOptions } from "./export/exporter.ts";
 import { LakefsClient } from "./lakefs/client.ts";
+import type { GatewayReader } from "./lakefs/gateway.ts";
+import { s3DeadlinesOf } from "./s3/backend.ts";
 import { createS3Client } from "./s3/client.ts";
-import { S3Destination } from "./s3/destination.ts";
-import { LeanS3 } from "./s3/lean.ts";
-import type { S3Location } from "./s3/uri.ts";
-import type { Logger } from "pino";
+import { lakefsGateway } from "./s3/gateway.ts";
 
 /** The clients one command needs, built from the configuration; close() releases them. */
 export interface Clients {
   lakefs: LakefsClient;
-  s3: S3Client;
   /** The lakeFS S3 gateway, read the way any S3 reader of lakeFS reads it. */
-  gateway: S3Client;
-  destination(location: S3Location): S3Destination;
+  gateway: GatewayReader;
+  /** A destination by URI (`s3://bucket/prefix/`); the backend's clients are shared. */
+  destination(uri: string): Destination;
   close(): Promise<void>;
 }
 
@@ -23,7 +24,14 @@ export function exporterSettings(
   config: Config,
 ): Pick<
   ExporterOptions,
-  "concurrency" | "copyMode" | "rounds" | "deletesLast" | "retry" | "serverSideSources"
+  | "concurrency"
+  | "copyMode"
+  | "rounds"
+  | "deletesLast"
+  | "deferredInMemory"
+  | "spillDirectory"
+  | "retry"
+  | "serverSideSources"
 > {
   const { concurrency, copyMode, rounds, deletesLast, serverSideCopySources } = config.export;
   return {
@@ -31,12 +39,17 @@ export function exporterSettings(
     copyMode,
     rounds: typeof rounds === "string" ? rounds : [...rounds],
     ...(deletesLast !== null ? { deletesLast } : {}),
+    deferredInMemory: config.export.deferredInMemory,
+    ...(config.export.spillDirectory ? { spillDirectory: config.export.spillDirectory } : {}),
     retry: config.retry,
     serverSideSources: serverSideCopySources,
   };
 }
 
+export { s3DeadlinesOf } from "./s3/backend.ts";
+
 export function createClients(config: Config, logger: Logger): Clients {
+  const s3Deadlines = s3DeadlinesOf(config);
   const lakefs = new LakefsClient({
     endpoint: config.lakefs.endpoint,
     accessKeyId: config.lakefs.accessKeyId,
@@ -45,68 +58,37 @@ export function createClients(config: Config, logger: Logger): Clients {
     connections: Math.max(16, config.export.concurrency * 2),
     retry: config.retry,
     connectTimeoutMs: config.lakefs.connectTimeoutMs,
+    firstByteTimeoutMs: config.lakefs.firstByteTimeoutMs,
     headersTimeoutMs: config.lakefs.headersTimeoutMs,
     bodyTimeoutMs: config.lakefs.bodyTimeoutMs,
   });
-  const s3 = createS3Client({
-    endpoint: config.s3.endpoint || undefined,
-    region: config.s3.region,
-    forcePathStyle: config.s3.forcePathStyle,
-    maxAttempts: config.s3.maxAttempts,
-    maxSockets: Math.max(16, config.export.concurrency * 2),
-    connectTimeoutMs: config.s3.connectTimeoutMs,
-    idleTimeoutMs: config.s3.idleTimeoutMs,
-    logger: logger.child({ component: "s3" }),
-    // Explicit keys from the configuration; without them the SDK's own chain (roles, profiles).
-    credentials: config.s3.accessKeyId
-      ? {
-          accessKeyId: config.s3.accessKeyId,
-          secretAccessKey: config.s3.secretAccessKey,
-          ...(config.s3.sessionToken ? { sessionToken: config.s3.sessionToken } : {}),
-        }
-      : undefined,
-  });
+  const destinations = new DestinationFactory(config, logger);
   const gateway = createS3Client({
     endpoint: config.lakefs.gatewayEndpoint || config.lakefs.endpoint,
     region: "us-east-1",
     forcePathStyle: true,
     maxSockets: Math.max(16, config.export.concurrency * 2),
     connectTimeoutMs: config.lakefs.connectTimeoutMs,
-    idleTimeoutMs: config.lakefs.headersTimeoutMs,
+    // The gateway answers reads as the API does; its writes (used by tests and the demo) are
+    // retried by the SDK, so the S3 deadlines' work allowances cover them.
+    deadlines: {
+      ...s3Deadlines,
+      firstByteMs: config.lakefs.firstByteTimeoutMs,
+      idleMs: config.lakefs.bodyTimeoutMs,
+    },
     credentials: {
       accessKeyId: config.lakefs.accessKeyId,
       secretAccessKey: config.lakefs.secretAccessKey,
     },
     logger: logger.child({ component: "lakefs-gateway" }),
   });
-  const lean = config.s3.leanRequests
-    ? new LeanS3(s3, {
-        maxSockets: Math.max(16, config.export.concurrency * 2),
-        connectTimeoutMs: config.s3.connectTimeoutMs,
-        idleTimeoutMs: config.s3.idleTimeoutMs,
-      })
-    : undefined;
   return {
     lakefs,
-    s3,
-    gateway,
-    destination: (location) =>
-      new S3Destination(
-        s3,
-        location,
-        {
-          multipartThresholdBytes: config.export.multipartThresholdBytes,
-          multipartPartSizeBytes: config.export.multipartPartSizeBytes,
-          copyMultipartThresholdBytes: config.export.copyMultipartThresholdBytes,
-          copyPartSizeBytes: config.export.copyPartSizeBytes,
-          copyPartConcurrency: config.export.copyPartConcurrency,
-        },
-        lean,
-      ),
+    gateway: lakefsGateway(gateway),
+    destination: (uri) => destinations.open(uri),
     async close() {
-      s3.destroy();
       gateway.destroy();
-      await lean?.close();
+      await destinations.close();
       await lakefs.close();
     },
   };

@@ -3,7 +3,7 @@ import { assertMirrors } from "./config-mirrors.ts";
 import { parseDeleteLimit } from "./export/reconcile.ts";
 import type { RoundRule } from "./export/rounds.ts";
 import { Rounds, isRoundPresetName } from "./export/rounds.ts";
-import { parseS3Uri } from "./s3/uri.ts";
+import { SCHEMES, parseLocation } from "./destination/schemes.ts";
 
 /** The convict formats the schema names: each says what is wrong with a value, by key. */
 function registerFormats(): void {
@@ -36,10 +36,13 @@ function registerFormats(): void {
     },
   });
   convict.addFormat({
-    name: "s3-locations",
+    name: "storage-locations",
     validate(v: unknown) {
-      if (!Array.isArray(v)) throw new Error("must be a list of s3://bucket/prefix/ locations");
-      for (const u of v) parseS3Uri(String(u));
+      if (!Array.isArray(v)) {
+        const forms = SCHEMES.flatMap((s) => s.forms).join(", ");
+        throw new Error(`must be a list of locations (${forms})`);
+      }
+      for (const u of v) parseLocation(String(u));
     },
   });
   convict.addFormat({

@@ -1,12 +1,13 @@
 import { errorMessage } from "./errors.ts";
-import { formatS3Uri, parseS3Uri } from "./s3/uri.ts";
+import { destinationsMeet, templateOf } from "./config-overlap.ts";
+import { normalizeLocation, parseLocation } from "./destination/schemes.ts";
 
 /** One `mirrors` entry of the configuration. */
 export interface MirrorSpec {
   repository: string;
   /** Branch names or globs (`*` any run of characters, `?` one). */
   branches: string[];
-  /** `s3://bucket/prefix/`, may use `{repository}` and `{branch}`. */
+  /** `s3://bucket/prefix/` (any destination URI), may use `{repository}` and `{branch}`. */
   destination: string;
   /**
    * The destination holds nothing but this mirror: a full listing may delete keys the commit
@@ -37,11 +38,11 @@ export function assertMirrors(value: unknown): asserts value is MirrorSpec[] {
     ) {
       throw new Error(`${at}.branches must be a non-empty list of branch names or globs`);
     }
-    if (typeof destination !== "string") throw new Error(`${at}.destination must be an s3:// URI`);
+    if (typeof destination !== "string") throw new Error(`${at}.destination must be a URI`);
     if (dedicated !== undefined && typeof dedicated !== "boolean")
       throw new Error(`${at}.dedicated must be true or false`);
     try {
-      parseS3Uri(destination.replaceAll("{repository}", "r").replaceAll("{branch}", "b"));
+      parseLocation(destination.replaceAll("{repository}", "r").replaceAll("{branch}", "b"));
     } catch (err) {
       throw new Error(`${at}.destination: ${errorMessage(err)}`, { cause: err });
     }
@@ -56,31 +57,34 @@ export function assertMirrors(value: unknown): asserts value is MirrorSpec[] {
 }
 
 /**
- * Two mirrors must never write one place: identical destination templates that can resolve to
- * the same prefix, or fixed destinations equal or nested (a listing of the outer one would see,
- * and could delete, the inner one's keys). Lanes that meet at run time are refused too.
+ * Two mirrors must never write one place, nor one inside the other: a listing of the outer one
+ * would see, and by reconciling could delete, the inner one's keys, ledger and lease. Checked
+ * over every branch name the globs can match (see destinationsMeet). Lanes that meet at run
+ * time (another deployment's, say) are refused too.
  */
 function assertDistinctDestinations(mirrors: MirrorSpec[]): void {
-  const normalized = mirrors.map((m) => {
-    const probe = formatS3Uri(
-      parseS3Uri(
-        m.destination.replaceAll("{repository}", "\u0001").replaceAll("{branch}", "\u0002"),
-      ),
-    );
-    return probe.replaceAll("\u0001", "{repository}").replaceAll("\u0002", "{branch}");
-  });
+  const templates = mirrors.map((m) => ({
+    repository: m.repository,
+    branches: m.branches,
+    template: templateOf(m.destination),
+  }));
   for (let i = 0; i < mirrors.length; i++) {
     for (let j = 0; j < i; j++) {
-      const [a, b] = [normalized[i]!, normalized[j]!];
-      const fixed = !a.includes("{") && !b.includes("{");
-      const sameTemplate =
-        a === b &&
-        (mirrors[i]!.repository === mirrors[j]!.repository || !a.includes("{repository}"));
-      if (sameTemplate || (fixed && (a.startsWith(b) || b.startsWith(a)))) {
-        throw new Error(
-          `mirrors[${j}] and mirrors[${i}] would both write ${a === b ? a : `${b} and ${a}`}; give each its own destination`,
-        );
-      }
+      const met = destinationsMeet(templates[j]!, templates[i]!);
+      if (!met) continue;
+      const [outer, inner] = met.outerIs === "a" ? [j, i] : [i, j];
+      const name = (k: number) => `mirrors[${k}] (${mirrors[k]!.destination})`;
+      throw new Error(
+        met.outer === met.inner
+          ? `mirrors[${j}] and mirrors[${i}] would both write ${met.outer} (${name(j)}, ${name(i)}); give each its own destination`
+          : `mirrors[${j}] and mirrors[${i}] would nest: ${met.outer} of ${name(outer)} encloses ${met.inner} of ${name(inner)}, and a listing of the outer one sees, and could delete, the inner one's keys; give each its own destination, side by side`,
+      );
     }
   }
+}
+
+/** A mirror's destination for one branch, normalized: `s3a://b/x` and `s3://b/x/` are one place. */
+export function resolveDestination(template: string, repository: string, branch: string): string {
+  const uri = template.replaceAll("{repository}", repository).replaceAll("{branch}", branch);
+  return normalizeLocation(uri);
 }

@@ -1,6 +1,7 @@
 import type { CopyMode } from "./export/copier.ts";
 import { copyModes } from "./export/copier.ts";
 import type { RoundPresetName, RoundRule } from "./export/rounds.ts";
+import { defaultDeadlines } from "./http/deadlines.ts";
 import { defaultLakefsTimeouts } from "./lakefs/transport.ts";
 import { defaultRetryPolicy } from "./retry.ts";
 import type { RetryPolicy } from "./retry.ts";
@@ -19,6 +20,7 @@ export interface Config {
     accessKeyId: string;
     secretAccessKey: string;
     connectTimeoutMs: number;
+    firstByteTimeoutMs: number;
     headersTimeoutMs: number;
     bodyTimeoutMs: number;
   };
@@ -31,8 +33,27 @@ export interface Config {
     secretAccessKey: string;
     sessionToken: string;
     connectTimeoutMs: number;
+    firstByteTimeoutMs: number;
     idleTimeoutMs: number;
+    workBytesPerSecond: number;
+    workMsPerEntry: number;
     leanRequests: boolean;
+  };
+  gcs: {
+    endpoint: string;
+    authWithEndpoint: boolean;
+    projectId: string;
+    keyFile: string;
+    maxAttempts: number;
+    deleteConcurrency: number;
+  };
+  azure: {
+    connectionString: string;
+    accountName: string;
+    accountKey: string;
+    sasToken: string;
+    maxAttempts: number;
+    tryTimeoutMs: number;
   };
   retry: RetryPolicy;
   export: {
@@ -40,6 +61,8 @@ export interface Config {
     copyMode: CopyMode;
     rounds: RoundPresetName | RoundRule[];
     deletesLast: boolean | null;
+    deferredInMemory: number;
+    spillDirectory: string;
     maxDeletes: string;
     serverSideCopySources: string[];
     multipartThresholdBytes: number;
@@ -49,7 +72,7 @@ export interface Config {
     copyPartConcurrency: number;
   };
   mirrors: MirrorSpec[];
-  server: { host: string; port: number; bodyLimitBytes: number };
+  server: { host: string; port: number; bodyLimitBytes: number; statusToken: string };
   webhook: { token: string; forwardToKafka: boolean };
   kafka: {
     brokers: string[];
@@ -62,11 +85,17 @@ export interface Config {
     heartbeatIntervalMs: number;
     maxUncommittedPerPartition: number;
     reconnectMaxSeconds: number;
+    metadataMaxAgeMs: number;
   };
   lease: { enabled: boolean; ttlSeconds: number; owner: string };
   checkpoint: { path: string };
   reconcile: { intervalSeconds: number };
-  scheduler: { maxParallelLanes: number; retryBaseSeconds: number; retryMaxSeconds: number };
+  scheduler: {
+    maxParallelLanes: number;
+    retryBaseSeconds: number;
+    retryMaxSeconds: number;
+    stallSeconds: number;
+  };
   status: { keep: number };
   shutdown: { graceSeconds: number };
   log: { level: string };
@@ -104,13 +133,18 @@ export const schema = {
       format: "positive-int",
       default: defaultLakefsTimeouts.connectTimeoutMs,
     },
+    firstByteTimeoutMs: {
+      doc: "time from a lakeFS read (every GET) being sent to its answer's headers; doubles on each retry, up to 8 times",
+      format: "positive-int",
+      default: defaultLakefsTimeouts.firstByteTimeoutMs,
+    },
     headersTimeoutMs: {
-      doc: "time from a request to lakeFS's response headers",
+      doc: "time from a lakeFS write (commit, upload, import…), which is never retried and may work long, to its answer's headers",
       format: "positive-int",
       default: defaultLakefsTimeouts.headersTimeoutMs,
     },
     bodyTimeoutMs: {
-      doc: "longest silence inside a lakeFS response body",
+      doc: "longest a lakeFS response body may stop moving while it is being read",
       format: "positive-int",
       default: defaultLakefsTimeouts.bodyTimeoutMs,
     },
@@ -155,16 +189,105 @@ export const schema = {
       format: "positive-int",
       default: defaultS3Timeouts.connectTimeoutMs,
     },
-    idleTimeoutMs: {
-      doc: "longest silence on an S3 connection with a request in flight (headers or body)",
+    firstByteTimeoutMs: {
+      doc: "time from an S3 request being sent (body included) to the first byte of its answer, before the work allowance; doubles on each retry, up to 8 times",
       format: "positive-int",
-      default: defaultS3Timeouts.idleTimeoutMs,
+      default: defaultDeadlines.firstByteMs,
+    },
+    idleTimeoutMs: {
+      doc: "longest an S3 request or response body may stop moving while the other side waits on it",
+      format: "positive-int",
+      default: defaultDeadlines.idleMs,
+    },
+    workBytesPerSecond: {
+      doc: "slowest rate at which S3 may copy or store bytes before it answers: CopyObject, UploadPartCopy and the tail of an upload get their bytes' time at this rate on top of s3.firstByteTimeoutMs",
+      format: "positive-int",
+      default: defaultDeadlines.workBytesPerSecond,
+    },
+    workMsPerEntry: {
+      doc: "time S3 may take per key of a DeleteObjects and per part of a CompleteMultipartUpload, on top of s3.firstByteTimeoutMs",
+      format: "positive-int",
+      default: defaultDeadlines.workMsPerEntry,
     },
     leanRequests: {
       doc: "send CopyObject and HeadObject without the SDK's per-request middleware (same client, credentials, endpoint, retries)",
       format: Boolean,
       default: true,
       env: "S3_LEAN_REQUESTS",
+    },
+  },
+  gcs: {
+    endpoint: {
+      doc: "Cloud Storage JSON API endpoint (fake-gcs-server: http://127.0.0.1:4443); empty for Google's. A custom endpoint gets no credentials unless gcs.authWithEndpoint",
+      format: String,
+      default: "",
+      env: "GCS_ENDPOINT",
+    },
+    authWithEndpoint: {
+      doc: "send credentials to a custom gcs.endpoint too (a private endpoint of the real service)",
+      format: Boolean,
+      default: false,
+    },
+    projectId: {
+      doc: "Google Cloud project for requests that need one; empty: the credentials' own",
+      format: String,
+      default: "",
+      env: "GOOGLE_CLOUD_PROJECT",
+    },
+    keyFile: {
+      doc: "service account key file (JSON); empty: Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud's login, the metadata server)",
+      format: String,
+      default: "",
+      env: "LAKEFS_MIRROR_GCS_KEY_FILE",
+    },
+    maxAttempts: {
+      doc: "attempts per Cloud Storage request the client library makes (the export's own retries come on top)",
+      format: "positive-int",
+      default: 3,
+    },
+    deleteConcurrency: {
+      doc: "object deletes in flight at once within one batch of deletes",
+      format: "positive-int",
+      default: 16,
+    },
+  },
+  azure: {
+    connectionString: {
+      doc: "Azure Storage connection string (AccountName with AccountKey or SharedAccessSignature); the destination URI says where requests go",
+      format: String,
+      default: "",
+      env: "AZURE_STORAGE_CONNECTION_STRING",
+      sensitive: true,
+    },
+    accountName: {
+      doc: "the storage account azure.accountKey belongs to; empty: the destination's",
+      format: String,
+      default: "",
+      env: "AZURE_STORAGE_ACCOUNT",
+    },
+    accountKey: {
+      doc: "Azure storage account key (Shared Key); without it, a connection string or SAS: DefaultAzureCredential",
+      format: String,
+      default: "",
+      env: "AZURE_STORAGE_KEY",
+      sensitive: true,
+    },
+    sasToken: {
+      doc: "Azure shared access signature (the query string, with or without its '?')",
+      format: String,
+      default: "",
+      env: "AZURE_STORAGE_SAS_TOKEN",
+      sensitive: true,
+    },
+    maxAttempts: {
+      doc: "attempts per Azure request (the SDK's retries)",
+      format: "positive-int",
+      default: 3,
+    },
+    tryTimeoutMs: {
+      doc: "longest one Azure request attempt may take",
+      format: "positive-int",
+      default: 10 * 60_000,
     },
   },
   retry: {
@@ -211,14 +334,25 @@ export const schema = {
       format: "nullable-boolean",
       default: null as boolean | null,
     },
+    deferredInMemory: {
+      doc: "later-round tasks (and deletes, when they go last) held in memory; beyond, they spill to files in spillDirectory",
+      format: "positive-int",
+      default: 10_000,
+    },
+    spillDirectory: {
+      doc: "where an export's spilled tasks go (a directory per export, removed when it ends); empty: the OS's temporary directory",
+      format: String,
+      default: "",
+      env: "LAKEFS_MIRROR_SPILL_DIR",
+    },
     maxDeletes: {
       doc: "most keys a reconciling full export may delete: a count or a percentage of the keys under the prefix",
       format: "delete-limit",
       default: "50%",
     },
     serverSideCopySources: {
-      doc: "s3:// locations besides each repository's storage namespace that server-side copies may read",
-      format: "s3-locations",
+      doc: "locations (s3://bucket/prefix/) besides each repository's storage namespace that server-side copies may read",
+      format: "storage-locations",
       default: [] as string[],
     },
     multipartThresholdBytes: {
@@ -260,6 +394,13 @@ export const schema = {
       doc: "largest webhook body accepted",
       format: "positive-int",
       default: 1024 * 1024,
+    },
+    statusToken: {
+      doc: "bearer token /status and /metrics ask for; empty leaves them open (set it whenever server.host is not a loopback address)",
+      format: String,
+      default: "",
+      env: "LAKEFS_MIRROR_STATUS_TOKEN",
+      sensitive: true,
     },
   },
   webhook: {
@@ -321,6 +462,11 @@ export const schema = {
       format: "positive-int",
       default: 30,
     },
+    metadataMaxAgeMs: {
+      doc: "how often topic metadata is read again: how soon partitions added to kafka.topic are shared out",
+      format: "positive-int",
+      default: 300_000,
+    },
   },
   lease: {
     enabled: {
@@ -363,6 +509,11 @@ export const schema = {
       default: 5,
     },
     retryMaxSeconds: { doc: "longest back-off", format: "positive-int", default: 300 },
+    stallSeconds: {
+      doc: "an export that ends no task for this long is stalled: /status, lakefs_mirror_lane_stalled, a log line",
+      format: "positive-int",
+      default: 300,
+    },
   },
   status: {
     keep: {

@@ -76,6 +76,7 @@ export function redactedConfig(config: Config): Config {
       secretAccessKey: hide(config.s3.secretAccessKey),
       sessionToken: hide(config.s3.sessionToken),
     },
+    server: { ...config.server, statusToken: hide(config.server.statusToken) },
     webhook: { ...config.webhook, token: hide(config.webhook.token) },
   };
 }

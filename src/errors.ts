@@ -11,13 +11,17 @@ export type ErrorCode =
   | "LM_DESTINATION"
   | "LM_SOURCE_OBJECT"
   | "LM_OBJECT_REFUSED"
+  | "LM_TABLE_REWRITE"
   | "LM_CHECKPOINT"
   | "LM_LEDGER"
   | "LM_LEASE_HELD"
   | "LM_LEASE_LOST"
+  | "LM_LANE_BUSY"
+  | "LM_LANE_OVERLAP"
   | "LM_EXPORT_FAILED"
   | "LM_EVENT_INVALID"
   | "LM_HTTP_REQUEST"
+  | "LM_REQUEST_TIMEOUT"
   | "LM_CLOSED"
   | "LM_ABORTED";
 
@@ -83,22 +87,48 @@ export class LakefsHttpError extends MirrorError {
 }
 
 /**
- * The destination object store failed or refused an operation. `s3Code` and `httpStatus` are
- * S3's own answer when there was one (`SlowDown`/503, `NoSuchBucket`/404…); decisions read them.
+ * Why a destination operation failed, in words every backend maps its store's own codes to
+ * (S3's in src/s3/s3-error.ts). Callers decide on this, never on a store's code.
+ */
+export type DestinationReason =
+  | "NotFound"
+  | "ContainerNotFound"
+  | "PreconditionFailed"
+  | "Conflict"
+  | "AccessDenied"
+  | "AuthenticationFailed"
+  | "WrongEndpoint"
+  | "SlowDown"
+  | "Unavailable"
+  | "Timeout"
+  | "InvalidRequest"
+  | "Network"
+  | "Unknown";
+
+/**
+ * The destination object store failed or refused an operation. `reason` is the backend-neutral
+ * cause that decisions read; `storeCode` and `httpStatus` are the store's own answer when there
+ * was one (`SlowDown`/503, `NoSuchBucket`/404…), kept for logs and messages.
  */
 export class DestinationError extends MirrorError {
   override readonly code = "LM_DESTINATION";
   override readonly retriable: boolean;
-  readonly s3Code: string | undefined;
+  readonly reason: DestinationReason;
+  readonly storeCode: string | undefined;
   readonly httpStatus: number | undefined;
   constructor(
     message: string,
     retriable: boolean,
-    options?: ErrorOptions & { s3Code?: string | undefined; httpStatus?: number | undefined },
+    options?: ErrorOptions & {
+      reason?: DestinationReason | undefined;
+      storeCode?: string | undefined;
+      httpStatus?: number | undefined;
+    },
   ) {
     super(message, options);
     this.retriable = retriable;
-    this.s3Code = options?.s3Code;
+    this.reason = options?.reason ?? "Unknown";
+    this.storeCode = options?.storeCode;
     this.httpStatus = options?.httpStatus;
   }
 }
@@ -114,6 +144,24 @@ export class SourceObjectError extends MirrorError {
  */
 export class ObjectRefusedError extends MirrorError {
   override readonly code = "LM_OBJECT_REFUSED";
+}
+
+/**
+ * A table file (Iceberg metadata, manifest, position-delete file) cannot be rewritten to point
+ * at the mirror: it holds a path outside the repository, or it is malformed or of a kind the
+ * rewriter does not read. Permanent: the export names `file` (and `path`) in its FAILURE file.
+ */
+export class TableRewriteError extends MirrorError {
+  override readonly code = "LM_TABLE_REWRITE";
+  /** The lakeFS path of the file being rewritten. */
+  readonly file: string;
+  /** The path inside it that could not be mapped, when that is what went wrong. */
+  readonly path: string | undefined;
+  constructor(message: string, file: string, path?: string, options?: ErrorOptions) {
+    super(message, options);
+    this.file = file;
+    this.path = path;
+  }
 }
 
 /** The checkpoint store cannot be opened or used (locked by another process, closed). */
@@ -147,6 +195,45 @@ export class LeaseLostError extends MirrorError {
   override readonly code = "LM_LEASE_LOST";
 }
 
+/**
+ * A one-off export into a prefix that a daemon's lane mirrors, while the lane's lease is held
+ * by someone else: writing now would make the lane's ledger untrue, so nothing was written.
+ */
+export class LaneBusyError extends MirrorError {
+  override readonly code = "LM_LANE_BUSY";
+  readonly owner: string;
+  readonly expiresAt: Date;
+  constructor(message: string, owner: string, expiresAt: Date, options?: ErrorOptions) {
+    super(message, options);
+    this.owner = owner;
+    this.expiresAt = expiresAt;
+  }
+}
+
+/**
+ * Two lanes meet at one destination: its ledger or lease names another lane, an enclosing
+ * prefix holds a lane's records, or a lane's records lie below it. A listing of the outer one
+ * would see, and could delete, the inner one's keys, so the export refuses to run.
+ */
+export class DestinationOverlapError extends MirrorError {
+  override readonly code = "LM_LANE_OVERLAP";
+  /** The lane that refused, and the lane whose records it found (`repository/branch`). */
+  readonly lane: string;
+  readonly other: string;
+  /** Where the other lane's records are (`s3://bucket/prefix/`). */
+  readonly otherDestination: string;
+  constructor(
+    message: string,
+    lanes: { lane: string; other: string; otherDestination: string },
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.lane = lanes.lane;
+    this.other = lanes.other;
+    this.otherDestination = lanes.otherDestination;
+  }
+}
+
 /** An export ran and wrote a FAILURE status file. */
 export class ExportFailedError extends MirrorError {
   override readonly code = "LM_EXPORT_FAILED";
@@ -167,6 +254,26 @@ export class HttpRequestError extends MirrorError {
     this.status = status;
   }
 }
+
+/**
+ * A request to lakeFS or S3 was cut by one of its deadlines (see src/http/deadlines.ts): no
+ * connection, no first byte of the answer, or a body that stopped moving. Retriable: the next
+ * attempt goes on a new connection, as S3's performance guidelines advise for slow requests.
+ */
+export class RequestTimeoutError extends MirrorError {
+  override readonly code = "LM_REQUEST_TIMEOUT";
+  override readonly retriable = true;
+  /** What the request was waiting for when it was cut. */
+  readonly waitingFor: RequestWait;
+  readonly timeoutMs: number;
+  constructor(message: string, waitingFor: RequestWait, timeoutMs: number, options?: ErrorOptions) {
+    super(message, options);
+    this.waitingFor = waitingFor;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+export type RequestWait = "connection" | "first byte" | "request body" | "response body";
 
 /** A part of the daemon was used after it was closed (or before it opened). */
 export class ClosedError extends MirrorError {

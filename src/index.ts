@@ -1,7 +1,7 @@
 /**
  * lakefs-mirror as a library: the export engine behind the CLI and the daemon, with the three
- * modes of lakeFS's Spark exporter and the reconciling full export, the lakeFS client and the
- * S3 destination it writes through, the status-file helpers, and the error classes.
+ * modes of lakeFS's Spark exporter and the reconciling full export, the lakeFS client, the
+ * destination contract with its S3 backend, the status-file helpers, and the error classes.
  *
  *   import { Exporter, LakefsClient, S3Destination, createS3Client } from "lakefs-mirror";
  *
@@ -20,7 +20,13 @@ export type { CopyMode } from "./export/copier.ts";
 export { parseDeleteLimit } from "./export/reconcile.ts";
 export type { DeleteLimit } from "./export/reconcile.ts";
 export { roundPresets } from "./export/rounds.ts";
-export type { RoundFunction, RoundPreset, RoundPresetName, RoundRule } from "./export/rounds.ts";
+export type {
+  RoundFunction,
+  RoundPosition,
+  RoundPreset,
+  RoundPresetName,
+  RoundRule,
+} from "./export/rounds.ts";
 export {
   SUCCESS_TEXT,
   listStatusFiles,
@@ -32,6 +38,23 @@ export { LEDGER_PATH, RESERVED_PREFIX } from "./export/reserved.ts";
 export { LakefsClient } from "./lakefs/client.ts";
 export type { LakefsClientOptions } from "./lakefs/client.ts";
 export type { Commit, ObjectStats, Ref, Repository } from "./lakefs/types.ts";
+export type {
+  DeleteRefusal,
+  Destination,
+  DestinationCapabilities,
+  HeadResult,
+  ListedObject,
+  ObjectMeta,
+  StorageAddress,
+  StorageLocation,
+  VersionedText,
+  WriteCondition,
+} from "./destination/destination.ts";
+export { DestinationFactory } from "./destination/factory.ts";
+export type { ConnectBackend, DestinationSession } from "./destination/factory.ts";
+export { normalizeLocation, parseLocation, parseStorageAddress } from "./destination/schemes.ts";
+export type { GatewayReader } from "./lakefs/gateway.ts";
+export { lakefsGateway } from "./s3/gateway.ts";
 export { createS3Client } from "./s3/client.ts";
 export type { S3ClientOptions } from "./s3/client.ts";
 export { S3Destination } from "./s3/destination.ts";
@@ -51,7 +74,10 @@ export {
   LakefsUnreachableError,
   MirrorError,
   ObjectRefusedError,
+  RequestTimeoutError,
   SourceObjectError,
   isRetriable,
 } from "./errors.ts";
-export type { ErrorCode } from "./errors.ts";
+export type { DestinationReason, ErrorCode, RequestWait } from "./errors.ts";
+export { defaultDeadlines } from "./http/deadlines.ts";
+export type { Deadlines } from "./http/deadlines.ts";

@@ -37,3 +37,6 @@ process.exitCode = await main(process.argv.slice(2), {
   stderr: process.stderr,
   signal: controller.signal,
 });
+// The command is done: whatever a dependency left behind (a Kafka client still retrying a
+// connection) must not keep the process alive until a SIGKILL. Output has a second to drain.
+setTimeout(() => process.exit(), 1000).unref();

@@ -1,15 +1,21 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
+import { parseLocation } from "../destination/schemes.ts";
 import { UsageError } from "../errors.ts";
 import type { ExportResult, ExportTask, ReconcileOptions } from "../export/exporter.ts";
 import { parseDeleteLimit } from "../export/reconcile.ts";
+import { clearAttempt, markAttempt } from "../export/attempt-marks.ts";
+import { withRetry } from "../retry.ts";
 import { Exporter } from "../export/exporter.ts";
 import type { RoundRule } from "../export/rounds.ts";
 import { createLogger } from "../logger.ts";
-import { formatS3Uri, parseS3Uri } from "../s3/uri.ts";
 import { createClients, exporterSettings } from "../clients.ts";
 import type { Clients } from "../clients.ts";
 import type { CliIo } from "./main.ts";
+import { ourRecords } from "../ledger/ledger.ts";
+import type { Ledger } from "../ledger/ledger.ts";
+import { CliLane, wholeCover } from "./cli-lane.ts";
+import type { CliRun } from "./cli-lane.ts";
 import { TerminalProgress } from "./progress.ts";
 
 const options = {
@@ -79,7 +85,8 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
     throw new UsageError("--max-deletes and --dedicated only go with --sync");
   const mode: Mode = { branch, commit, prev, sync };
   exportMode(mode);
-  const location = parseS3Uri(uri);
+  // Checked before anything else runs: a malformed URI is a usage error.
+  parseLocation(uri);
 
   const config = loadConfig({
     env: io.env,
@@ -99,55 +106,96 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
       "export.maxDeletes": values["max-deletes"],
     },
   });
-  const reconcile = {
-    dedicated: values.dedicated === true,
-    maxDeletes: parseDeleteLimit(config.export.maxDeletes),
-  };
+  const dedicated = values.dedicated === true;
+  const maxDeletes = parseDeleteLimit(config.export.maxDeletes);
   const logger = createLogger(config.log.level);
   const clients = createClients(config, logger);
   const tty = io.stderr.isTTY === true;
   const progress = tty ? new TerminalProgress(io.stderr) : undefined;
-  const exporter = new Exporter({
+  const signal = io.signal;
+  const dest = clients.destination(uri);
+  const laneOptions = {
+    dest,
     lakefs: clients.lakefs,
     repository,
-    destination: clients.destination(location),
-    logger: logger.child({ component: "exporter" }),
-    ...exporterSettings(config),
-    ...(progress ? { onProgress: (p) => progress.update(p) } : {}),
-  });
-  const signal = io.signal;
+    config,
+    logger: logger.child({ component: "lane" }),
+    signal,
+  };
   try {
+    // A prefix a daemon's lane mirrors: its ledger is kept true, or nothing is written.
+    const lane = values["dry-run"] ? undefined : await CliLane.open(laneOptions);
+    const ledger = values["dry-run"] ? await CliLane.read(laneOptions) : lane?.ledger;
+    const exporter = new Exporter({
+      lakefs: clients.lakefs,
+      repository,
+      destination: dest,
+      logger: logger.child({ component: "exporter" }),
+      ...exporterSettings(config),
+      ...(progress ? { onProgress: (p) => progress.update(p) } : {}),
+      ...(lane ? { fence: lane.fence } : {}),
+    });
+    // With a lane's ledger, --sync follows the lane's own rules for deleting by listing;
+    // without one, it deletes only keys that the status files' commits name (or, --dedicated,
+    // every key the commit lacks).
+    const reconcile: ReconcileOptions = {
+      dedicated,
+      maxDeletes,
+      ...(ledger ? { owned: ledger.prefix !== "foreign", ours: ourRecords(ledger) } : {}),
+    };
+    const planned = await planTasks(exporter, clients.lakefs, repository, mode, reconcile, ledger);
     if (values["dry-run"]) {
-      const plan = await dryRun(exporter, clients.lakefs, repository, mode, reconcile, signal);
+      const plan = await dryRun(exporter, mode, planned);
       io.stdout.write(
-        JSON.stringify(
-          { dryRun: true, repository, destination: formatS3Uri(location), ...plan },
-          null,
-          2,
-        ) + "\n",
+        JSON.stringify({ dryRun: true, repository, destination: dest.uri, ...plan }, null, 2) +
+          "\n",
       );
       return 0;
     }
     if (progress) {
       progress.start();
       // Only for the terminal's ETA: count the same listing or diff alongside the export.
-      countTasks(exporter, clients.lakefs, repository, mode, reconcile, signal)
+      countTasks(exporter, clients.lakefs, repository, mode, reconcile, ledger, signal)
         .then((n) => progress.setTotal(n))
         .catch(() => undefined);
     }
-    let result: ExportResult;
-    if (sync) {
-      const target =
-        commit ?? (await clients.lakefs.getBranch(repository, branch ?? "", signal)).commit_id;
-      result = await exporter.exportReconciling(target, reconcile, signal);
-    } else if (commit) result = await exporter.exportAllFromCommit(commit, signal);
-    else if (prev) result = await exporter.exportFrom(branch ?? "", prev, signal);
-    else result = await exporter.exportAllFromBranch(branch ?? "", signal);
+    const { commitId, run } = planned;
+    // Into a prefix no lane's ledger describes: the commit is recorded before the first write
+    // and the record removed once the status file is written (see attempt-marks.ts).
+    const unrecorded = async (
+      id: string,
+      fn: (held: AbortSignal | undefined) => Promise<ExportResult>,
+    ): Promise<ExportResult> => {
+      const retry = { signal, logger, policy: config.retry };
+      await withRetry(() => markAttempt(dest, id, signal), {
+        ...retry,
+        operation: "record the export's commit",
+      });
+      const done = await fn(signal);
+      await withRetry(() => clearAttempt(dest, id, signal), {
+        ...retry,
+        operation: "remove the export's record",
+      });
+      return done;
+    };
+    const go = (held: AbortSignal | undefined): Promise<ExportResult> => {
+      switch (run.kind) {
+        case "sync":
+          return exporter.exportReconciling(commitId, reconcile, held);
+        case "diff":
+          return exporter.exportCover([run.from], commitId, {}, held);
+        case "whole":
+          return run.stale
+            ? exporter.exportWhole(commitId, run.stale, held)
+            : exporter.exportAllFromCommit(commitId, held);
+      }
+    };
+    const result = lane ? await lane.run(commitId, run, go) : await unrecorded(commitId, go);
     progress?.stop();
-    const { failureLines, unfinished: _unfinished, ...summary } = result;
+    const { failureLines, unfinished: _unfinished, listing: _listing, ...summary } = result;
     const line = {
       ...summary,
-      destination: formatS3Uri(location),
+      destination: dest.uri,
       failureSample: failureLines.slice(0, 5),
     };
     if (result.status === "SUCCESS") logger.info(line, "export finished");
@@ -166,22 +214,47 @@ type Mode = {
   sync?: boolean;
 };
 
-/** The commit a mode exports and the task stream it runs, as the exporter would resolve them. */
+/**
+ * The commit a mode exports, how it runs as far as a lane's ledger cares, and its task stream,
+ * as the exporter would resolve them. With a lane's ledger, a whole export also deletes what the
+ * ledger says may be stale.
+ */
 async function planTasks(
   exporter: Exporter,
   lakefs: Clients["lakefs"],
   repository: string,
   mode: Mode,
   reconcile: ReconcileOptions,
+  ledger: Ledger | undefined,
   signal?: AbortSignal,
-) {
+): Promise<{ commitId: string; run: CliRun; tasks: () => AsyncGenerator<ExportTask> }> {
   const commitId = mode.commit
     ? (await lakefs.getCommit(repository, mode.commit, signal)).id
     : (await lakefs.getBranch(repository, mode.branch ?? "", signal)).commit_id;
-  if (mode.sync) return { commitId, tasks: exporter.reconcileTasks(commitId, reconcile, signal) };
-  if (!mode.prev) return { commitId, tasks: exporter.listingTasks(commitId, signal) };
-  const prevId = (await lakefs.getCommit(repository, mode.prev, signal)).id;
-  return { commitId, tasks: exporter.coverTasks([prevId], commitId, [], signal) };
+  if (mode.sync) {
+    return {
+      commitId,
+      run: { kind: "sync" },
+      tasks: () => exporter.reconcileTasks(commitId, reconcile, signal),
+    };
+  }
+  if (mode.prev) {
+    const from = (await lakefs.getCommit(repository, mode.prev, signal)).id;
+    return {
+      commitId,
+      run: { kind: "diff", from },
+      tasks: () => exporter.coverTasks([from], commitId, [], signal),
+    };
+  }
+  const stale = ledger && (await wholeCover(lakefs, repository, ledger, commitId, signal));
+  return {
+    commitId,
+    run: { kind: "whole", stale: stale || undefined },
+    tasks: () =>
+      stale
+        ? exporter.wholeTasks(commitId, stale, signal)
+        : exporter.listingTasks(commitId, signal),
+  };
 }
 
 async function countTasks(
@@ -190,11 +263,12 @@ async function countTasks(
   repository: string,
   mode: Mode,
   reconcile: ReconcileOptions,
+  ledger: Ledger | undefined,
   signal?: AbortSignal,
 ) {
   let n = 0;
-  const { tasks } = await planTasks(exporter, lakefs, repository, mode, reconcile, signal);
-  for await (const t of tasks) if (t.op !== "refuse") n++;
+  const { tasks } = await planTasks(exporter, lakefs, repository, mode, reconcile, ledger, signal);
+  for await (const t of tasks()) if (t.op !== "refuse") n++;
   return n;
 }
 
@@ -215,25 +289,14 @@ function actionOf(t: ExportTask): string {
 
 async function dryRun(
   exporter: Exporter,
-  lakefs: Clients["lakefs"],
-  repository: string,
   mode: Mode,
-  reconcile: ReconcileOptions,
-  signal?: AbortSignal,
+  planned: Awaited<ReturnType<typeof planTasks>>,
 ) {
-  const { commitId, tasks } = await planTasks(
-    exporter,
-    lakefs,
-    repository,
-    mode,
-    reconcile,
-    signal,
-  );
   const counts: Record<string, number> = {};
   const rounds: Record<string, number> = {};
   const sample: Record<string, string[]> = {};
   const refusals: string[] = [];
-  for await (const t of tasks) {
+  for await (const t of planned.tasks()) {
     if (t.op === "refuse") {
       refusals.push(t.reason);
       continue;
@@ -247,7 +310,7 @@ async function dryRun(
     if (s.length < 10 || (mode.sync && t.op === "delete")) s.push(t.path);
   }
   return {
-    commitId,
+    commitId: planned.commitId,
     fromCommitId: mode.prev,
     sync: mode.sync === true,
     actions: counts,

@@ -17,9 +17,9 @@ export const USAGE = `Usage:
       [--rounds=spark|delta|iceberg | --round=<regex>=<n> ...] [--deletes-last]
       [--multipart-threshold=BYTES] [--part-size=BYTES]
       [--copy-multipart-threshold=BYTES] [--copy-part-size=BYTES]
-  lakefs-mirror run [--config=FILE] [--forward-webhooks-to-kafka] [--print-config]
+  lakefs-mirror run [--config=FILE] [--forward-webhooks-to-kafka] [--print-config] [--sidecar]
   lakefs-mirror verify <repository> <commit-or-branch> <s3://bucket/prefix/> [--no-metadata] [--config=FILE]
-  lakefs-mirror status [--url=http://127.0.0.1:8081] [--max-lag=SECONDS] [--json]
+  lakefs-mirror status [--url=http://127.0.0.1:8081] [--max-lag=SECONDS] [--json] [--token=TOKEN]
 
 lakeFS: LAKEFS_ENDPOINT, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY.
 S3: the AWS SDK's own variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, …).

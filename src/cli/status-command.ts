@@ -8,6 +8,7 @@ const DEFAULT_URL = "http://127.0.0.1:8081";
 /** Why a lane is not current, or undefined when it is. */
 function problem(lane: LaneStatus, maxLagSeconds: number): string | undefined {
   if (lane.state === "backoff") return "failing";
+  if (lane.stalled) return "no progress";
   if (lane.failingPaths > 0) return `${lane.failingPaths} failing path(s)`;
   if (lane.commitsBehind > 0 && lane.lagSeconds > maxLagSeconds)
     return `behind by ${lane.commitsBehind} commit(s)`;
@@ -48,6 +49,7 @@ export async function statusCommand(argv: string[], io: CliIo): Promise<number> 
         url: { type: "string", default: DEFAULT_URL },
         "max-lag": { type: "string", default: "0" },
         json: { type: "boolean" },
+        token: { type: "string" },
       },
       strict: true,
     }));
@@ -58,9 +60,12 @@ export async function statusCommand(argv: string[], io: CliIo): Promise<number> 
   if (!Number.isFinite(maxLag) || maxLag < 0)
     throw new UsageError(`--max-lag takes seconds, got "${values["max-lag"]}"`);
   const url = `${values.url.replace(/\/+$/, "")}/status`;
+  // The daemon's server.statusToken, when it sets one.
+  const token = values.token ?? io.env.LAKEFS_MIRROR_STATUS_TOKEN;
   let status: DaemonStatus;
   try {
     const res = await fetch(url, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
       signal: AbortSignal.any([AbortSignal.timeout(10_000), ...(io.signal ? [io.signal] : [])]),
     });
     if (!res.ok) throw new Error(`${res.status} ${res.statusText}`);

@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import { createLogger } from "../logger.ts";
-import { formatS3Uri, parseS3Uri } from "../s3/uri.ts";
+import { parseLocation } from "../destination/schemes.ts";
 import { verifyMirror } from "../verify/verify.ts";
 import { createClients } from "../clients.ts";
 import type { CliIo } from "./main.ts";
@@ -23,17 +23,17 @@ export async function verifyCommand(argv: string[], io: CliIo): Promise<number> 
   if (positionals.length !== 3)
     throw new UsageError("verify takes <repository> <commit-or-branch> <s3://bucket/prefix/>");
   const [repository = "", ref = "", uri = ""] = positionals;
-  const location = parseS3Uri(uri);
+  parseLocation(uri);
   const config = loadConfig({ env: io.env, file: values.config });
   const logger = createLogger(config.log.level);
   const clients = createClients(config, logger);
   try {
+    const destination = clients.destination(uri);
     const result = await verifyMirror({
       lakefs: clients.lakefs,
-      s3: clients.s3,
       repository,
       ref,
-      destination: clients.destination(location),
+      destination,
       concurrency: config.export.concurrency,
       gateway: values["no-metadata"] ? undefined : clients.gateway,
       ...(io.signal ? { signal: io.signal } : {}),
@@ -45,7 +45,7 @@ export async function verifyCommand(argv: string[], io: CliIo): Promise<number> 
     const line = {
       repository,
       commitId: result.commitId,
-      destination: formatS3Uri(location),
+      destination: destination.uri,
       compared: result.compared,
       differences: result.differences.length,
       equal,

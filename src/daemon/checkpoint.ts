@@ -151,16 +151,19 @@ export class CheckpointStore {
     await this.#db.batch(ops, { sync });
   }
 
-  /** A deleted branch ends its lane: forget its state. */
-  async forget(laneId: string): Promise<void> {
+  /**
+   * A deleted branch ends its lane: forget its state. A pending event recorded after `before`
+   * (the moment the branch was found gone) stays: it may be for a branch created again.
+   */
+  async forget(laneId: string, before?: Date): Promise<void> {
     this.#check();
-    await this.#db.batch(
-      [
-        { type: "del", key: LEDGER + laneId },
-        { type: "del", key: LEGACY_LANE + laneId },
-        { type: "del", key: PENDING + laneId },
-      ],
-      { sync: true },
-    );
+    const ops: { type: "del"; key: string }[] = [
+      { type: "del", key: LEDGER + laneId },
+      { type: "del", key: LEGACY_LANE + laneId },
+    ];
+    const pending = before ? await this.pending(laneId) : undefined;
+    if (!before || (pending && new Date(pending.receivedAt) <= before))
+      ops.push({ type: "del", key: PENDING + laneId });
+    await this.#db.batch(ops, { sync: true });
   }
 }

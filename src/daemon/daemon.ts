@@ -3,12 +3,12 @@ import type { Logger } from "pino";
 import { createClients } from "../clients.ts";
 import type { Clients } from "../clients.ts";
 import type { Config } from "../config.ts";
-import { ConfigError } from "../errors.ts";
+import { checkDaemonConfig } from "../config-daemon.ts";
 import { KafkaIntake } from "../kafka/consumer.ts";
 import type { KafkaState } from "../kafka/consumer.ts";
 import { KafkaForwarder } from "../kafka/forwarder.ts";
+import type { PartitionBacklog } from "../kafka/offsets.ts";
 import { LedgerStore } from "../ledger/ledger-store.ts";
-import { parseS3Uri } from "../s3/uri.ts";
 import { CheckpointStore } from "./checkpoint.ts";
 import { HttpServer } from "./http-server.ts";
 import { Intake, MirrorRouter } from "./intake.ts";
@@ -18,6 +18,7 @@ import { Ownership } from "./ownership.ts";
 import type { OwnershipView } from "./ownership.ts";
 import { Reconciler } from "./reconciler.ts";
 import { Scheduler, parseLaneId } from "./scheduler.ts";
+import type { Lane } from "./scheduler.ts";
 
 export interface LaneStatus {
   repository: string;
@@ -33,6 +34,10 @@ export interface LaneStatus {
   state: string;
   lastError: string | null;
   failingPaths: number;
+  /** When the lane's current or last export last made progress (started, or ended a task). */
+  lastProgressAt: string | null;
+  /** Exporting, with no progress for `scheduler.stallSeconds`. */
+  stalled: boolean;
 }
 
 /** The parts the daemon is built from that a caller may supply instead. */
@@ -47,8 +52,15 @@ export interface DaemonStatus {
   owner: string;
   kafka: KafkaState;
   ownership: OwnershipView;
+  /** Repositories whose branches the reconciler's last pass could not list, with why. */
+  failingRepositories: Record<string, string>;
   lanes: LaneStatus[];
+  /** Each Kafka partition this daemon holds (or read since the last rebalance). */
+  kafkaPartitions: PartitionBacklog[];
 }
+
+/** The most a shutdown waits, after the grace, for lease hand-overs and connections to close. */
+const RELEASE_MS = 5_000;
 
 /**
  * The composition root of `lakefs-mirror run`: builds every component from the configuration,
@@ -73,21 +85,20 @@ export class Daemon {
   readonly #forwarder: KafkaForwarder | undefined;
   #state: "new" | "starting" | "running" | "closing" | "closed" = "new";
   #closing: Promise<void> | undefined;
+  #fail: (err: Error) => void = () => undefined;
+  /**
+   * Resolves with the error when the daemon cannot go on as configured (a Kafka broker that
+   * refuses its settings): the caller stops it and exits as for bad configuration.
+   */
+  readonly failed = new Promise<Error>((resolve) => (this.#fail = resolve));
 
   /**
    * Builds every part from the configuration; `parts` replaces any of them (a test's clients
    * pointed at a proxy, a shared metrics registry, a store elsewhere).
    */
   constructor(config: Config, logger: Logger, parts: Partial<DaemonParts> = {}) {
-    if (!config.webhook.token) {
-      throw new ConfigError(
-        'webhook.token must be set (LAKEFS_MIRROR_WEBHOOK_TOKEN), or "disabled" to accept unauthenticated webhooks',
-      );
-    }
-    const kafkaOn = config.kafka.brokers.length > 0 && config.kafka.topic !== "";
-    if (config.webhook.forwardToKafka && !kafkaOn) {
-      throw new ConfigError("webhook.forwardToKafka needs kafka.brokers and kafka.topic");
-    }
+    for (const warning of checkDaemonConfig(config)) logger.warn(warning);
+    const kafkaOn = config.kafka.brokers.length > 0;
     this.config = config;
     this.#logger = logger;
     this.#clients = parts.clients ?? createClients(config, logger);
@@ -99,14 +110,10 @@ export class Daemon {
     const owns = (repository: string, branch: string) => this.#ownership.owns(repository, branch);
     const router = new MirrorRouter(config.mirrors, logger.child({ component: "router" }));
     this.#router = router;
-    const destinations = new Map<string, ReturnType<Clients["destination"]>>();
     this.#lanes = new LaneSync({
       lakefs: this.#clients.lakefs,
-      destination: (uri) => {
-        let d = destinations.get(uri);
-        if (!d) destinations.set(uri, (d = this.#clients.destination(parseS3Uri(uri))));
-        return d;
-      },
+      // Each lane keeps its own while it lives (LaneSync's context), and drops it when it ends.
+      destination: (uri) => this.#clients.destination(uri),
       checkpoint: this.checkpoint,
       ledgers: new LedgerStore({
         checkpoint: this.checkpoint,
@@ -124,9 +131,11 @@ export class Daemon {
       logger: logger.child({ component: "scheduler" }),
       run: this.#lanes.run,
       onRun: (lane) => {
-        if (lane.state !== "ended") this.metrics.lane(lane);
+        if (lane.state !== "ended" && !this.#handOver(lane)) this.metrics.lane(lane);
       },
+      onEnded: (lane) => router.release(lane.destination, `${lane.repository}/${lane.branch}`),
     });
+    this.metrics.watchProgress(() => this.scheduler.progress());
     const kafkaLogger = logger.child({ component: "kafka" });
     if (kafkaOn && config.webhook.forwardToKafka)
       this.#forwarder = new KafkaForwarder(config.kafka, kafkaLogger);
@@ -148,12 +157,14 @@ export class Daemon {
         logger: kafkaLogger,
         onAssignment: (held, count) => this.#assigned(held, count),
         onDetached: () => this.#ownership.detach(),
+        onFatal: (err) => this.#fail(err),
       });
     }
     this.metrics.kafkaState(kafkaOn ? "connecting" : "off");
     this.http = new HttpServer({
       ...config.server,
       token: config.webhook.token === "disabled" ? undefined : config.webhook.token,
+      statusToken: config.server.statusToken || undefined,
       metrics: this.metrics,
       logger: logger.child({ component: "http" }),
       onEvent: (event) => this.#intake.webhook(event),
@@ -169,6 +180,7 @@ export class Daemon {
       logger: logger.child({ component: "reconciler" }),
       intervalSeconds: config.reconcile.intervalSeconds,
       owns,
+      observe: (lane, head, signal) => this.#lanes.observe(lane, head, signal),
     });
   }
 
@@ -225,33 +237,59 @@ export class Daemon {
     this.#state = "closing";
     this.metrics.ready(false);
     this.http.stopIntake();
-    const steps: [string, () => Promise<void>][] = [
-      ["kafka", async () => this.#kafka?.close()],
-      ["forwarder", async () => this.#forwarder?.close()],
-      ["reconciler", () => this.reconciler.close()],
-      ["scheduler", () => this.scheduler.close(this.config.shutdown.graceSeconds * 1000)],
-      // Another daemon may take the lanes over at once instead of waiting for the leases.
-      ["leases", () => this.#lanes.releaseAll()],
-      ["http", () => this.http.close()],
-      ["checkpoint", () => this.checkpoint.close()],
-      ["clients", () => this.#clients.close()],
-    ];
-    for (const [name, step] of steps) {
+    const graceMs = this.config.shutdown.graceSeconds * 1000;
+    const deadline = Date.now() + graceMs;
+    const step = async (name: string, work: () => Promise<unknown>, boundMs?: number) => {
+      let timer: NodeJS.Timeout | undefined;
+      const bound =
+        boundMs === undefined
+          ? undefined
+          : new Promise<"late">((r) => (timer = setTimeout(() => r("late"), boundMs)));
       try {
-        await step();
+        const outcome = await Promise.race([work(), ...(bound ? [bound] : [])]);
+        if (outcome === "late")
+          this.#logger.warn({ component: name }, "closing took too long; going on without it");
       } catch (err) {
         this.#logger.warn({ component: name, err }, "error while closing");
+      } finally {
+        clearTimeout(timer);
       }
-    }
+    };
+    const left = () => Math.max(0, deadline - Date.now());
+    // The grace counts from the signal, and no export starts after it: the scheduler closes
+    // first, while the intakes stop beside it. A Kafka client still connecting cannot be
+    // interrupted, so it gets what is left of the grace and no more.
+    let drained = false;
+    const draining = step(
+      "scheduler",
+      () => this.scheduler.close(graceMs).then(() => (drained = true)),
+      graceMs + RELEASE_MS,
+    );
+    await Promise.all([
+      step("kafka", async () => this.#kafka?.close(), left()),
+      step("forwarder", async () => this.#forwarder?.close(), left()),
+      step("reconciler", () => this.reconciler.close(), left()),
+    ]);
+    await draining;
+    // Another daemon may take the lanes over at once instead of waiting for the leases; a
+    // store that does not answer gets a few seconds, then the leases expire on their own. An
+    // export that has not settled even after its abort may still write: its lease is kept to
+    // expire, never handed over early.
+    if (drained) await step("leases", () => this.#lanes.releaseAll(), RELEASE_MS);
+    await step("http", () => this.http.close(), RELEASE_MS);
+    await step("checkpoint", () => this.checkpoint.close());
+    await step("clients", () => this.#clients.close(), RELEASE_MS);
     this.#state = "closed";
     this.#logger.info("lakefs-mirror daemon stopped");
   }
 
   status(): DaemonStatus {
+    const now = Date.now();
     return {
       owner: this.owner,
       kafka: this.#kafka?.state ?? "off",
       ownership: this.#ownership.view(),
+      failingRepositories: Object.fromEntries(this.reconciler.failing),
       lanes: [...this.scheduler.lanes.values()].map((l) => ({
         repository: l.repository,
         branch: l.branch,
@@ -264,8 +302,27 @@ export class Daemon {
         state: l.state,
         lastError: l.lastError ?? null,
         failingPaths: l.failingPaths,
+        lastProgressAt: l.lastProgressAt?.toISOString() ?? null,
+        stalled: this.scheduler.progressOf(l, now).stalled,
       })),
+      kafkaPartitions: this.#kafka?.backlog() ?? [],
     };
+  }
+
+  /**
+   * A lane run only because a message for it came on a partition this daemon holds, while its
+   * key maps to another daemon's (the producer counted fewer partitions): once its events are
+   * covered, it is the owner's to reconcile and report, so it leaves /status and the metrics
+   * here, and its lease is handed over at once. Returns whether it was.
+   */
+  #handOver(lane: Lane): boolean {
+    if (lane.state !== "idle" || lane.covered < lane.requested) return false;
+    if (!this.#ownership.ownedElsewhere(lane.repository, lane.branch)) return false;
+    this.metrics.removeLane(lane);
+    void this.scheduler
+      .disown(lane.id, new Error("the lane is another daemon's of the group"))
+      .then(() => this.#lanes.release(lane.id));
+    return true;
   }
 
   /** A rebalance: lanes this daemon no longer owns stop before their status file. */

@@ -15,6 +15,11 @@ export interface HttpServerOptions {
   bodyLimitBytes: number;
   /** The bearer token webhooks must present; undefined when authentication is disabled. */
   token: string | undefined;
+  /**
+   * The bearer token `/status` and `/metrics` ask for; undefined: they are open (fit for a
+   * loopback address only). Health and readiness stay open for the kubelet's probes.
+   */
+  statusToken?: string | undefined;
   metrics: Metrics;
   logger: Logger;
   /** Records the event; resolves to what the response says. Rejects when it could not be recorded. */
@@ -131,6 +136,7 @@ export class HttpServer {
       case "/webhooks/lakefs":
         return this.#webhook(req, res);
       case "/metrics":
+        if (!this.#statusAllowed(req, res)) return;
         return send(
           res,
           200,
@@ -145,10 +151,20 @@ export class HttpServer {
           ? send(res, 200, { status: "ready", ...this.#o.parts() })
           : send(res, 503, { status: "not ready", ...this.#o.parts() });
       case "/status":
+        if (!this.#statusAllowed(req, res)) return;
         return send(res, 200, this.#o.status());
       default:
         return send(res, 404, { error: `no route ${url.pathname}` });
     }
+  }
+
+  /** Answers 401 and returns false when a status token is set and the request lacks it. */
+  #statusAllowed(req: IncomingMessage, res: ServerResponse): boolean {
+    const token = this.#o.statusToken;
+    if (token === undefined || tokenMatches(req.headers.authorization, token)) return true;
+    req.resume();
+    send(res, 401, { error: "missing or wrong bearer token (server.statusToken)" });
+    return false;
   }
 
   async #webhook(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -99,6 +99,12 @@ export class MirrorRouter {
     return out;
   }
 
+  /** A lane's destination is free again (its branch is gone). */
+  release(destination: string, owner: string): void {
+    if (this.#claims.get(destination) === owner) this.#claims.delete(destination);
+    for (const key of this.#refused) if (key.startsWith(`${owner} `)) this.#refused.delete(key);
+  }
+
   #claim(destination: string, owner: string): boolean {
     const held = this.#claims.get(destination);
     if (held !== undefined) return held === owner;
@@ -119,6 +125,9 @@ export class MirrorRouter {
     return true;
   }
 }
+
+/** Unconfigured branches whose events were logged as ignored, remembered to log them once. */
+const IGNORED_REMEMBERED = 10_000;
 
 export interface IntakeDeps {
   /** Publishes webhook events to the group's topic instead of handling them here. */
@@ -164,7 +173,15 @@ export class Intake {
         metrics.intake("webhook", "accepted");
         return { result: "accepted", reason: "forwarded to Kafka", lanes: 0 };
       } catch (err) {
+        // Kafka cannot take it, so nobody else will see it: this daemon handles it, whichever
+        // daemon of the group owns the lane (the destination's lease keeps one writer).
         logger.warn({ err }, "cannot forward to Kafka; handling here");
+        const outcome = await this.handle(event, "webhook", { owned: true });
+        return {
+          result: outcome.result,
+          ...(outcome.reason ? { reason: outcome.reason } : {}),
+          lanes: outcome.lanes.length,
+        };
       }
     }
     const outcome = await this.handle(event, "webhook");
@@ -175,8 +192,17 @@ export class Intake {
     };
   }
 
-  /** Records an event (webhook or Kafka) as pending for each lane it concerns, and wakes them. */
-  async handle(event: HookEvent, source: "webhook" | "kafka"): Promise<IntakeOutcome> {
+  /**
+   * Records an event (webhook or Kafka) as pending for each lane it concerns, and wakes them.
+   * `owned`: the caller knows the event is this daemon's to handle, whatever the ownership of
+   * its lanes says: a Kafka message read from a partition it holds, or a webhook Kafka could not
+   * take (nobody else will see it; the destination's lease keeps one writer).
+   */
+  async handle(
+    event: HookEvent,
+    source: "webhook" | "kafka",
+    { owned: ownedHere = false }: { owned?: boolean } = {},
+  ): Promise<IntakeOutcome> {
     const { router, scheduler, checkpoint, metrics, logger } = this.deps;
     if (!(handledEvents as readonly string[]).includes(event.event_type)) {
       metrics.intake(source, "ignored");
@@ -194,6 +220,9 @@ export class Intake {
     if (keys.length === 0) {
       const k = `${event.repository_id}/${event.branch_id}`;
       if (!this.#ignoredOnce.has(k)) {
+        // Said once per branch, within bounds: a stream of short-lived branches must not grow
+        // memory. Past the bound, branches are said again.
+        if (this.#ignoredOnce.size >= IGNORED_REMEMBERED) this.#ignoredOnce.clear();
         this.#ignoredOnce.add(k);
         logger.info(
           { repository: event.repository_id, branch: event.branch_id },
@@ -203,7 +232,7 @@ export class Intake {
       metrics.intake(source, "ignored");
       return { result: "ignored", reason: `no mirror configured for ${k}`, lanes: [] };
     }
-    const owned = keys.filter((k) => this.deps.owns(k.repository, k.branch));
+    const owned = ownedHere ? keys : keys.filter((k) => this.deps.owns(k.repository, k.branch));
     if (owned.length === 0) {
       metrics.intake(source, "ignored");
       return {

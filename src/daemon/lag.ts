@@ -1,4 +1,5 @@
 import type { LakefsClient } from "../lakefs/client.ts";
+import type { Lane } from "./scheduler.ts";
 
 /** Commits walked back from HEAD looking for the mirrored one before giving up. */
 const LAG_SCAN_LIMIT = 1000;
@@ -36,4 +37,32 @@ export async function measureLag(
     }
   }
   return { commitsBehind: 1, lagSeconds: 0 };
+}
+
+/**
+ * Brings a lane's lag up to date against `head`, whatever the lane is doing (queued behind
+ * other lanes, in a long export, backing off): the commits from `head` back to `mirrored`, and
+ * the age of the oldest of them. Where lakeFS's history cannot tell the age (the mirrored
+ * commit is not an ancestor of HEAD, after a hard reset, or none is known yet), the lag counts
+ * from when this daemon first saw the lane behind: at least that long, and growing, so that a
+ * lane that never catches up still raises the lag alert.
+ */
+export async function observeLag(
+  lakefs: LakefsClient,
+  lane: Lane,
+  mirrored: string | undefined,
+  head: string,
+  signal?: AbortSignal,
+): Promise<{ commitsBehind: number; lagSeconds: number }> {
+  const lag = await measureLag(lakefs, lane.repository, mirrored, head, signal);
+  lane.headCommit = head;
+  if (lag.commitsBehind === 0) {
+    lane.behindSince = undefined;
+  } else {
+    lane.behindSince ??= new Date();
+    if (lag.lagSeconds === 0) lag.lagSeconds = (Date.now() - lane.behindSince.getTime()) / 1000;
+  }
+  lane.commitsBehind = lag.commitsBehind;
+  lane.lagSeconds = lag.lagSeconds;
+  return lag;
 }

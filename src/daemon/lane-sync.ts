@@ -1,7 +1,9 @@
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
+import type { Destination } from "../destination/destination.ts";
 import { exporterSettings } from "../clients.ts";
 import {
+  DestinationOverlapError,
   ExportFailedError,
   LakefsNotFoundError,
   LeaseHeldError,
@@ -15,24 +17,28 @@ import type { LakefsClient } from "../lakefs/client.ts";
 import { Lease } from "../lease/lease.ts";
 import {
   beginAttempt,
-  completeFailure,
-  completeSuccess,
+  backoff,
+  completeExport,
   isNew,
+  ourRecords,
   planCover,
+  prefixAfterReconcile,
   withPrefix,
 } from "../ledger/ledger.ts";
 import type { Ledger, Plan } from "../ledger/ledger.ts";
 import type { LedgerStore } from "../ledger/ledger-store.ts";
-import type { S3Destination } from "../s3/destination.ts";
-import { formatS3Uri, parseS3Uri } from "../s3/uri.ts";
 import type { CheckpointStore } from "./checkpoint.ts";
-import { measureLag } from "./lag.ts";
+import { observeLag } from "./lag.ts";
+import { checkLease, loadLane } from "./lane-load.ts";
+import type { LaneLoadDeps } from "./lane-load.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Lane, LaneOutcome } from "./scheduler.ts";
 
+export { resolveDestination } from "../config-mirrors.ts";
+
 export interface LaneSyncDeps {
   lakefs: LakefsClient;
-  destination: (uri: string) => S3Destination;
+  destination: (uri: string) => Destination;
   checkpoint: CheckpointStore;
   ledgers: LedgerStore;
   metrics: Metrics;
@@ -44,7 +50,7 @@ export interface LaneSyncDeps {
 
 /** What a lane keeps between its runs in this process. */
 interface LaneContext {
-  dest: S3Destination;
+  dest: Destination;
   exporter: Exporter;
   lease: Lease | undefined;
   /** The lane's ledger as last saved; undefined: read it again (new holder, failed run). */
@@ -63,8 +69,15 @@ export class LaneSync {
   readonly #d: LaneSyncDeps;
   readonly #lanes = new Map<string, LaneContext>();
 
+  readonly #load: LaneLoadDeps;
+
   constructor(deps: LaneSyncDeps) {
     this.#d = deps;
+    this.#load = {
+      ledgers: deps.ledgers,
+      retry: deps.config.retry,
+      logger: deps.logger,
+    };
   }
 
   /** The scheduler's runner. Throws when an export could not complete, to back off. */
@@ -84,6 +97,14 @@ export class LaneSync {
       // The ledger in memory may be ahead of what was saved: read it again next time.
       const ctx = this.#lanes.get(lane.id);
       if (ctx) ctx.ledger = undefined;
+      if (err instanceof DestinationOverlapError) {
+        this.#d.logger.error(
+          { repository: lane.repository, branch: lane.branch, err },
+          "refusing to export: the destination overlaps another lane's",
+        );
+        // The other lane may be waiting for this lease: hand it over at once.
+        if (ctx?.lease?.held) await ctx.lease.release().catch(() => undefined);
+      }
       throw err;
     }
   };
@@ -113,7 +134,8 @@ export class LaneSync {
     } catch (err) {
       if (err instanceof LakefsNotFoundError && err.what === "branch") {
         // post-delete-branch, or found gone by the reconciler: the lane ends, the mirror stays.
-        await this.#d.checkpoint.forget(lane.id);
+        // An event recorded after the branch was looked up may be for one created again.
+        await this.#d.checkpoint.forget(lane.id, started);
         await this.release(lane.id);
         metrics.removeLane(lane);
         log.info("branch deleted; lane ended");
@@ -123,6 +145,10 @@ export class LaneSync {
     }
     lane.headCommit = head;
     const ctx = this.#context(lane);
+    // About to take the lease with no state of the lane loaded: a lease of another lane there
+    // is an overlap, found before this lane's lease overwrites it.
+    if (ctx.lease && !ctx.lease.held && !ctx.ledger)
+      await checkLease(this.#load, lane, ctx.dest, signal);
     if (ctx.lease) {
       try {
         // A new holder (this daemon taking over, or again after a gap) reads the ledger anew:
@@ -143,7 +169,7 @@ export class LaneSync {
       }
     }
     if (!ctx.ledger) {
-      const loaded = await this.#d.ledgers.load(lane, ctx.dest, signal);
+      const loaded = await loadLane(this.#load, lane, ctx.dest, ctx.lease?.epoch, signal);
       if (loaded.source !== "checkpoint")
         log.info({ source: loaded.source, base: loaded.ledger.base }, "lane state loaded");
       this.#show(lane, ctx, loaded.ledger);
@@ -161,9 +187,11 @@ export class LaneSync {
       lane.lastError = undefined;
       return "done";
     }
+    // Pending events recorded before HEAD was read are covered by an export to it; one that
+    // came later may be for a newer commit.
     const { result, mode } = ctx.lease
-      ? await ctx.lease.hold(signal, (held) => this.#export(lane, ctx, plan, head, held))
-      : await this.#export(lane, ctx, plan, head, signal);
+      ? await ctx.lease.hold(signal, (held) => this.#export(lane, ctx, plan, head, started, held))
+      : await this.#export(lane, ctx, plan, head, started, signal);
     const ledger = ctx.ledger!;
     const lag = await measuring.catch(() => ({
       commitsBehind: lane.commitsBehind,
@@ -171,7 +199,7 @@ export class LaneSync {
     }));
     await this.#measure(lane, ctx, undefined, signal);
     const line = {
-      destination: formatS3Uri(parseS3Uri(lane.destination)),
+      destination: ctx.dest.uri,
       // From here to this line's time, this daemon wrote the destination (the lease says alone).
       startedAt: started.toISOString(),
       mode,
@@ -192,8 +220,8 @@ export class LaneSync {
       statusFile: result.statusKey,
     };
     const prune = () =>
-      pruneStatusFiles(ctx.dest, this.#d.config.status.keep, signal).catch((err: unknown) =>
-        log.warn({ err }, "could not prune old status files"),
+      pruneStatusFiles(ctx.dest, this.#d.config.status.keep, signal, ledger.lastSuccess).catch(
+        (err: unknown) => log.warn({ err }, "could not prune old status files"),
       );
     if (result.status === "SUCCESS") {
       lane.lastError = undefined;
@@ -217,28 +245,27 @@ export class LaneSync {
     ctx: LaneContext,
     plan: Exclude<Plan, { kind: "current" | "wait" }>,
     head: string,
+    headReadAt: Date,
     signal: AbortSignal,
   ): Promise<{ result: ExportResult; mode: Plan["kind"] }> {
     const { config, metrics } = this.#d;
     const log = this.#d.logger.child({ repository: lane.repository, branch: lane.branch });
-    const started = new Date();
     let ledger = ctx.ledger!;
     // What the prefix holds, looked at once, before this lane writes anything of its own there:
     // keys under a prefix with no ledger or status file of ours are someone else's.
     if (isNew(ledger)) ledger = withPrefix(ledger, await prefixState(ctx.dest, signal));
     // Recorded before the first write: whatever happens next, the next export covers it. The
-    // diffs are read while it is saved; the export writes nothing before the save is done.
-    const attempt = beginAttempt(ledger, head, new Date());
+    // diffs are read while it is saved; the export writes nothing before the save is done. The
+    // destination's copy is the one a load trusts: the local copy need not wait for the disk.
+    // It carries the lease epoch it is written under (see LedgerStore.load).
+    const attempt = { ...beginAttempt(ledger, head, new Date()), epoch: ctx.lease?.epoch ?? null };
     ledger = attempt;
     const fence = ctx.lease ? () => ctx.lease!.assertHeld() : undefined;
-    // The destination's copy is the one a load trusts (the higher sequence number wins): the
-    // local copy of an attempt need not wait for the disk.
-    const saving = this.#d.ledgers
-      .save(lane, ctx.dest, attempt, { signal, fence, localSync: false })
-      .then(() => this.#show(lane, ctx, attempt));
-    saving.catch(() => undefined);
-
-    const reconcile = () =>
+    const record = () =>
+      this.#d.ledgers
+        .save(lane, ctx.dest, attempt, { signal, fence, localSync: false })
+        .then(() => this.#show(lane, ctx, attempt));
+    const reconcile = (gate?: { onChecked: () => void; writesAfter: Promise<void> }) =>
       ctx.exporter.exportReconciling(
         head,
         {
@@ -246,16 +273,28 @@ export class LaneSync {
           owned: lane.dedicated || ledger.prefix !== "foreign",
           unguarded: ledger.prefix === "empty",
           maxDeletes: parseDeleteLimit(config.export.maxDeletes),
+          // On a prefix that holds others' keys, the lane's own leftovers are still its to
+          // delete: what its ledger says it may have written (base, unfinished attempts).
+          ours: ourRecords(ledger),
+          lane,
+          ...gate,
         },
         signal,
       );
     let result: ExportResult;
     let mode: Plan["kind"] = plan.kind;
     if (plan.kind === "reconcile") {
-      await saving;
       log.info({ reason: plan.reason }, "no trustworthy base; reconciling with a full listing");
-      result = await reconcile();
+      // The attempt is recorded once the reconcile's first pass found nothing that refuses it
+      // (another lane's records below): a lane that refuses leaves no ledger behind.
+      let open = () => undefined as void;
+      const recorded = new Promise<void>((resolve) => (open = resolve)).then(record);
+      recorded.catch(() => undefined);
+      result = await reconcile({ onChecked: open, writesAfter: recorded });
+      await recorded;
     } else {
+      const saving = record();
+      saving.catch(() => undefined);
       try {
         result = await ctx.exporter.exportCover(
           plan.from,
@@ -276,27 +315,18 @@ export class LaneSync {
     }
     metrics.export(lane, result);
     lane.lastExportAt = new Date();
-    // A listing that found nothing foreign left makes the prefix the lane's own from now on.
-    if (mode === "reconcile" && result.kept === 0 && ledger.prefix === "foreign")
-      ledger = withPrefix(ledger, "owned");
+    // A listing that walked the whole prefix and found nothing foreign left makes the prefix
+    // the lane's own from now on; one that stopped part-way proves nothing.
+    if (mode === "reconcile")
+      ledger = withPrefix(ledger, prefixAfterReconcile(ledger.prefix, result.listing));
     const retried = mode === "reconcile" || (plan.kind === "diff" && plan.retry.length > 0);
-    const backoffSeconds = (failures: number) =>
-      Math.min(
-        config.scheduler.retryMaxSeconds,
-        config.scheduler.retryBaseSeconds * 2 ** (failures - 1),
-      );
-    ledger =
-      result.status === "SUCCESS"
-        ? completeSuccess(ledger, head, new Date())
-        : completeFailure(ledger, head, result.unfinished, {
-            now: new Date(),
-            retried,
-            backoffSeconds,
-          });
+    const { retryBaseSeconds, retryMaxSeconds } = config.scheduler;
+    const backoffSeconds = backoff(retryBaseSeconds, retryMaxSeconds);
+    ledger = completeExport(ledger, head, result, { now: new Date(), retried, backoffSeconds });
     const tracked = result.status === "SUCCESS" || result.unfinished !== undefined;
     await this.#d.ledgers.save(lane, ctx.dest, ledger, {
       signal,
-      coveredUntil: tracked ? started : undefined,
+      coveredUntil: tracked ? headReadAt : undefined,
       fence,
     });
     this.#show(lane, ctx, ledger);
@@ -327,6 +357,10 @@ export class LaneSync {
       destination: dest,
       logger,
       ...exporterSettings(config),
+      // A task ended: the lane's export is moving (the scheduler tells a stalled one by this).
+      onProgress: () => {
+        lane.lastProgressAt = new Date();
+      },
       // Every write of an export checks that this daemon still holds the destination.
       ...(lease ? { fence: () => lease.assertHeld() } : {}),
     });
@@ -350,23 +384,21 @@ export class LaneSync {
       (await lakefs.getBranch(lane.repository, lane.branch, signal).catch(() => undefined))
         ?.commit_id;
     if (!now) return { commitsBehind: lane.commitsBehind, lagSeconds: lane.lagSeconds };
-    lane.headCommit = now;
-    const lag = await measureLag(
-      lakefs,
-      lane.repository,
-      ctx.ledger?.base ?? undefined,
-      now,
-      signal,
-    );
-    lane.commitsBehind = lag.commitsBehind;
-    lane.lagSeconds = lag.lagSeconds;
+    const lag = await observeLag(lakefs, lane, ctx.ledger?.base ?? undefined, now, signal);
     metrics.lane(lane);
     return lag;
   }
-}
 
-/** A mirror's destination for one branch, normalized: `s3a://b/x` and `s3://b/x/` are one place. */
-export function resolveDestination(template: string, repository: string, branch: string): string {
-  const uri = template.replaceAll("{repository}", repository).replaceAll("{branch}", branch);
-  return formatS3Uri(parseS3Uri(uri));
+  /**
+   * The lag of a lane against `head` as the reconciler sees it, whatever the lane is doing:
+   * from the ledger this process holds, else its checkpoint's copy, else nothing known.
+   */
+  async observe(lane: Lane, head: string, signal?: AbortSignal): Promise<void> {
+    const base =
+      this.#lanes.get(lane.id)?.ledger?.base ??
+      (await this.#d.ledgers.cached(lane))?.base ??
+      undefined;
+    await observeLag(this.#d.lakefs, lane, base, head, signal);
+    this.#d.metrics.lane(lane);
+  }
 }

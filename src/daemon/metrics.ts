@@ -1,8 +1,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { ExportResult } from "../export/exporter.ts";
-import type { Lane } from "./scheduler.ts";
+import type { PartitionBacklog } from "../kafka/offsets.ts";
+import type { Lane, LaneProgress } from "./scheduler.ts";
 
 const laneLabels = ["repository", "branch", "destination"] as const;
+type LaneGauge = Gauge<(typeof laneLabels)[number]>;
 
 /** The daemon's Prometheus metrics, on a registry of its own (no global state). */
 export class Metrics {
@@ -36,6 +38,23 @@ export class Metrics {
     help: "When the lane's last export ended with a status file (SUCCESS or FAILURE), Unix seconds",
     labelNames: laneLabels,
     registers: [this.registry],
+  });
+  /** Where the progress gauges read the lanes from when scraped. */
+  #progress: (() => Iterable<LaneProgress>) | undefined;
+  // Set when scraped, not when a run ends: an export that stalls never ends to report it.
+  readonly #stalled: LaneGauge = new Gauge({
+    name: "lakefs_mirror_lane_stalled",
+    help: "1 while the lane's export has made no progress (started, or ended a task) for scheduler.stallSeconds, else 0",
+    labelNames: laneLabels,
+    registers: [this.registry],
+    collect: () => this.#fill(this.#stalled, (p) => (p.stalled ? 1 : 0)),
+  });
+  readonly #sinceProgress: LaneGauge = new Gauge({
+    name: "lakefs_mirror_lane_no_progress_seconds",
+    help: "Seconds since the lane's running export last made progress; 0 while it is not exporting",
+    labelNames: laneLabels,
+    registers: [this.registry],
+    collect: () => this.#fill(this.#sinceProgress, (p) => p.secondsWithoutProgress),
   });
   readonly #ready = new Gauge({
     name: "lakefs_mirror_ready",
@@ -89,6 +108,44 @@ export class Metrics {
     help: "Partitions of the topic this daemon holds in its consumer group",
     registers: [this.registry],
   });
+  readonly #repositoryUp = new Gauge({
+    name: "lakefs_mirror_repository_up",
+    help: "1 when the reconciler's last pass could list the repository's branches, 0 when lakeFS refused or failed",
+    labelNames: ["repository"],
+    registers: [this.registry],
+  });
+  // Kafka backlog and dead letters: what the consumer holds back, read at each scrape.
+  #backlog: () => readonly PartitionBacklog[] = () => [];
+  readonly #kafkaPaused = new Gauge({
+    name: "lakefs_mirror_kafka_paused_partitions",
+    help: "Partitions this daemon holds that are paused: too many of their events wait for exports",
+    registers: [this.registry],
+    collect: () => {
+      this.#kafkaPaused.set(this.#backlog().filter((b) => b.paused).length);
+    },
+  });
+  readonly #kafkaUncommitted = new Gauge({
+    name: "lakefs_mirror_kafka_uncommitted_messages",
+    help: "Messages read from a partition and not committed yet (waiting for their lane's export, or behind one that waits)",
+    labelNames: ["partition"],
+    registers: [this.registry],
+    collect: () => {
+      this.#kafkaUncommitted.reset();
+      for (const b of this.#backlog())
+        this.#kafkaUncommitted.set({ partition: String(b.partition) }, b.uncommitted);
+    },
+  });
+  readonly #deadLetterUnavailable = new Gauge({
+    name: "lakefs_mirror_kafka_dead_letter_unavailable",
+    help: "1 while kafka.deadLetterTopic cannot be written (it could not be created, or its last write failed), else 0",
+    registers: [this.registry],
+  });
+  readonly #deadLetterFailures = new Counter({
+    name: "lakefs_mirror_kafka_dead_letter_failures_total",
+    help: "Messages that could not be recorded nor written to the dead-letter topic: logged only",
+    registers: [this.registry],
+  });
+
   readonly #leases = new Counter({
     name: "lakefs_mirror_lease_events_total",
     help: "Lease requests and outcomes, by event (taken, renewed, held_elsewhere, lost, released)",
@@ -111,6 +168,20 @@ export class Metrics {
     this.#failing.set(labels, lane.failingPaths);
     this.#errors.set(labels, lane.failures);
     if (lane.lastExportAt) this.#lastExport.set(labels, lane.lastExportAt.getTime() / 1000);
+  }
+
+  /** The lanes whose progress the stall gauges show, read at every scrape. */
+  watchProgress(source: () => Iterable<LaneProgress>): void {
+    this.#progress = source;
+  }
+
+  #fill(gauge: LaneGauge, value: (p: LaneProgress) => number): void {
+    // Lanes gone since the last scrape (ended, moved to another daemon) leave the gauge.
+    gauge.reset();
+    for (const p of this.#progress?.() ?? []) {
+      const { repository, branch, destination } = p.lane;
+      gauge.set({ repository, branch, destination }, value(p));
+    }
   }
 
   ready(ready: boolean): void {
@@ -151,8 +222,25 @@ export class Metrics {
     this.#kafkaPartitions.set(count);
   }
 
+  /** Where the Kafka intake's per-partition backlog is read from at each scrape. */
+  kafkaBacklog(source: () => readonly PartitionBacklog[]): void {
+    this.#backlog = source;
+  }
+
+  kafkaDeadLetterUnavailable(unavailable: boolean): void {
+    this.#deadLetterUnavailable.set(unavailable ? 1 : 0);
+  }
+
+  kafkaDeadLetterFailed(): void {
+    this.#deadLetterFailures.inc();
+  }
+
   lease(event: "taken" | "renewed" | "held_elsewhere" | "lost" | "released"): void {
     this.#leases.inc({ event });
+  }
+
+  repositoryUp(repository: string, up: boolean): void {
+    this.#repositoryUp.set({ repository }, up ? 1 : 0);
   }
 
   exportError(): void {

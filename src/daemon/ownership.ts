@@ -36,6 +36,11 @@ export class Ownership {
     return this.#held.has(partitionOf(laneKey(repository, branch), this.#partitionCount));
   }
 
+  /** Whether another daemon of the group holds the lane's partition (this one holds others). */
+  ownedElsewhere(repository: string, branch: string): boolean {
+    return this.#mode === "group" && this.#held !== undefined && !this.owns(repository, branch);
+  }
+
   assign(held: ReadonlySet<number>, partitionCount: number): void {
     this.#held = new Set(held);
     this.#partitionCount = partitionCount;

@@ -21,6 +21,8 @@ export interface Lane extends LaneKey {
   headCommit: string | undefined;
   commitsBehind: number;
   lagSeconds: number;
+  /** When this daemon first saw the lane behind its HEAD, until it catches up. */
+  behindSince: Date | undefined;
   /** The newest commit a SUCCESS status file was written for. */
   lastSuccessCommit: string | undefined;
   lastError: string | undefined;
@@ -30,6 +32,11 @@ export interface Lane extends LaneKey {
   failures: number;
   /** When the lane's last export ended with a status file. */
   lastExportAt: Date | undefined;
+  /**
+   * When the lane's current or last run last made progress: it started, or a task of its
+   * export ended (the exporter's onProgress). Lease renewals and retries are not progress.
+   */
+  lastProgressAt: Date | undefined;
   /** Bumped by every event; an export started at sequence s covers every event up to s. */
   requested: number;
   covered: number;
@@ -66,6 +73,17 @@ export type LaneOutcome = "done" | "ended" | { retryAt: Date; covered?: boolean 
 /** What running a lane means: bring its destination to the branch HEAD. Throws to back off. */
 export type LaneRunner = (lane: Lane, signal: AbortSignal) => Promise<LaneOutcome>;
 
+/** How a lane's export is getting on, for /status and the metrics. */
+export interface LaneProgress {
+  lane: Lane;
+  /** Since the running export last made progress; 0 while the lane is not exporting. */
+  secondsWithoutProgress: number;
+  /** Exporting with no progress for the stall time. */
+  stalled: boolean;
+}
+
+const DEFAULT_STALL_SECONDS = 300;
+
 export interface SchedulerOptions {
   maxParallelLanes: number;
   retryBaseSeconds: number;
@@ -74,6 +92,10 @@ export interface SchedulerOptions {
   logger: Logger;
   /** Called after every run of a lane, however it ended (metrics follow the lane's state). */
   onRun?: (lane: Lane) => void;
+  /** Called when a lane whose branch is gone leaves `lanes`. */
+  onEnded?: (lane: Lane) => void;
+  /** An export without progress for this long is stalled (default 300). */
+  stallSeconds?: number;
 }
 
 /**
@@ -94,10 +116,17 @@ export class Scheduler {
   #seq = 0;
   #closed = false;
   #closing: Promise<void> | undefined;
+  readonly #stallMs: number;
+  /** Looks for stalled exports while any lane runs, to log each stall once. */
+  #watch: NodeJS.Timeout | undefined;
+  readonly #stalled = new Set<string>();
 
   constructor(options: SchedulerOptions) {
     if (!Number.isInteger(options.maxParallelLanes) || options.maxParallelLanes < 1)
       throw new TypeError(`maxParallelLanes must be >= 1, got ${options.maxParallelLanes}`);
+    const stallSeconds = options.stallSeconds ?? DEFAULT_STALL_SECONDS;
+    if (!(stallSeconds > 0)) throw new TypeError(`stallSeconds must be > 0, got ${stallSeconds}`);
+    this.#stallMs = stallSeconds * 1000;
     this.#o = options;
     // Every in-flight request of every lane listens on this one signal.
     setMaxListeners(0, this.#abort.signal);
@@ -121,16 +150,33 @@ export class Scheduler {
         headCommit: undefined,
         commitsBehind: 0,
         lagSeconds: 0,
+        behindSince: undefined,
         lastError: undefined,
         failingPaths: 0,
         failures: 0,
         lastExportAt: undefined,
+        lastProgressAt: undefined,
         requested: 0,
         covered: 0,
       };
       this.lanes.set(id, lane);
     }
     return lane;
+  }
+
+  /** Whether the lane's export is stalled: exporting, and no progress for the stall time. */
+  progressOf(lane: Lane, now = Date.now()): Omit<LaneProgress, "lane"> {
+    if (lane.state !== "exporting" || !lane.lastProgressAt)
+      return { secondsWithoutProgress: 0, stalled: false };
+    const ms = Math.max(0, now - lane.lastProgressAt.getTime());
+    return { secondsWithoutProgress: ms / 1000, stalled: ms >= this.#stallMs };
+  }
+
+  /** Every lane's progress but ended ones'. */
+  progress(now = Date.now()): LaneProgress[] {
+    return [...this.lanes.values()]
+      .filter((lane) => lane.state !== "ended")
+      .map((lane) => ({ lane, ...this.progressOf(lane, now) }));
   }
 
   /** Asks for the lane to be brought to its HEAD; returns the sequence that a later export covers. */
@@ -171,14 +217,52 @@ export class Scheduler {
       const p = this.#runOnce(lane).finally(() => {
         this.#running.delete(id);
         this.#runs.delete(id);
+        this.#stalled.delete(id);
+        if (this.#running.size === 0) this.#unwatch();
         this.#pump();
       });
       this.#running.set(id, p);
+      this.#watchStalls();
     }
+  }
+
+  /**
+   * Logs a running export once when it stalls and once when it moves again. /status and the
+   * metrics do not wait for this: they ask progressOf when read.
+   */
+  #watchStalls(): void {
+    if (this.#watch) return;
+    const every = Math.min(30_000, Math.max(1000, this.#stallMs / 4));
+    this.#watch = setInterval(() => {
+      const now = Date.now();
+      for (const id of this.#running.keys()) {
+        const lane = this.lanes.get(id);
+        if (!lane) continue;
+        const { stalled, secondsWithoutProgress } = this.progressOf(lane, now);
+        const where = { repository: lane.repository, branch: lane.branch };
+        if (stalled && !this.#stalled.has(id)) {
+          this.#stalled.add(id);
+          this.#o.logger.warn(
+            { ...where, secondsWithoutProgress: Math.round(secondsWithoutProgress) },
+            "lane export is making no progress",
+          );
+        } else if (!stalled && this.#stalled.delete(id)) {
+          this.#o.logger.info(where, "lane export is making progress again");
+        }
+      }
+    }, every);
+    this.#watch.unref();
+  }
+
+  #unwatch(): void {
+    clearInterval(this.#watch);
+    this.#watch = undefined;
   }
 
   async #runOnce(lane: Lane): Promise<void> {
     lane.state = "exporting";
+    // Starting is progress: the stall time counts from here until a task ends.
+    lane.lastProgressAt = new Date();
     const startedAt = lane.requested;
     const own = new AbortController();
     this.#runs.set(lane.id, own);
@@ -202,9 +286,17 @@ export class Scheduler {
         this.#release(lane);
       }
       if (outcome === "ended") {
+        // The events up to this run's start were for the branch that is gone. One that came
+        // during the run may be for a branch of the same name created again: it runs again.
+        // Otherwise the lane is dropped, so that branch churn does not grow memory; a later
+        // event makes a new one.
+        if (lane.requested > startedAt) {
+          lane.state = "idle";
+          this.#enqueue(lane);
+          return;
+        }
         lane.state = "ended";
-        lane.covered = Number.MAX_SAFE_INTEGER;
-        this.#release(lane);
+        this.#drop(lane);
         return;
       }
       lane.state = "idle";
@@ -257,6 +349,15 @@ export class Scheduler {
     this.#timers.set(lane.id, timer);
   }
 
+  /** Forgets an ended lane: its waiters are all covered, its timers stop. */
+  #drop(lane: Lane): void {
+    this.lanes.delete(lane.id);
+    this.#waiters.delete(lane.id);
+    clearTimeout(this.#timers.get(lane.id));
+    this.#timers.delete(lane.id);
+    this.#o.onEnded?.(lane);
+  }
+
   #release(lane: Lane): void {
     const list = this.#waiters.get(lane.id);
     if (!list) return;
@@ -296,6 +397,7 @@ export class Scheduler {
 
   async #close(graceMs: number): Promise<void> {
     this.#closed = true;
+    this.#unwatch();
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
     const running = Promise.allSettled([...this.#running.values()]);

@@ -1,14 +1,18 @@
-import { Transform } from "node:stream";
 import type { Logger } from "pino";
+import type {
+  Destination,
+  DestinationReason,
+  ObjectMeta,
+  StorageAddress,
+  StorageLocation,
+} from "../destination/destination.ts";
+import { parseLocation, parseStorageAddress, withinLocation } from "../destination/schemes.ts";
 import { DestinationError, ObjectRefusedError } from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
+import { gatewayMetadata } from "../lakefs/gateway-metadata.ts";
 import type { ObjectStats } from "../lakefs/types.ts";
 import { withRetry } from "../retry.ts";
 import type { RetryPolicy } from "../retry.ts";
-import type { ObjectMeta, S3Destination } from "../s3/destination.ts";
-import { gatewayMetadata } from "../s3/metadata.ts";
-import { parsePhysicalAddress, parseS3Uri } from "../s3/uri.ts";
-import type { S3Location } from "../s3/uri.ts";
 
 export type CopyMode = "auto" | "server-side" | "stream";
 export const copyModes: readonly CopyMode[] = ["auto", "server-side", "stream"];
@@ -19,17 +23,15 @@ export interface CopyOutcome {
 }
 
 /**
- * S3 answers to CopyObject that mean "these credentials cannot read that source bucket": the
- * bucket is streamed through lakeFS from then on. (`NoSuchKey` is not one: the bytes are gone,
- * and lakeFS's own answer to the stream becomes the failure line.)
+ * Refusals of a server-side copy that mean "these credentials cannot read that source
+ * container": the container is streamed through lakeFS from then on. (NotFound is not one: the
+ * bytes are gone, and lakeFS's own answer to the stream becomes the failure line.)
  */
-const UNREADABLE_SOURCE_CODES = new Set([
+const UNREADABLE_SOURCE: ReadonlySet<DestinationReason> = new Set<DestinationReason>([
   "AccessDenied",
-  "AllAccessDisabled",
-  "NoSuchBucket",
-  "PermanentRedirect",
-  "InvalidAccessKeyId",
-  "AuthorizationHeaderMalformed",
+  "ContainerNotFound",
+  "WrongEndpoint",
+  "AuthenticationFailed",
 ]);
 
 /** What a mirrored object carries besides its bytes: what the lakeFS S3 gateway serves. */
@@ -43,13 +45,13 @@ export function mirrorMeta(stats: ObjectStats): ObjectMeta {
 export interface ObjectCopierOptions {
   lakefs: LakefsClient;
   repository: string;
-  dest: S3Destination;
+  dest: Destination;
   mode: CopyMode;
   logger: Logger;
   retry?: Partial<RetryPolicy> | undefined;
   /**
    * Where server-side copies may read, besides the repository's storage namespace (which is
-   * always allowed): `s3://bucket/prefix/` locations, such as the sources of imports.
+   * always allowed): locations such as `s3://bucket/prefix/`, the sources of imports.
    */
   serverSideSources?: readonly string[] | undefined;
   /**
@@ -61,28 +63,30 @@ export interface ObjectCopierOptions {
 
 /**
  * Copies one object of a commit to the destination. Server-side when its bytes live under the
- * repository's storage namespace (or a location the configuration allows) in S3 that the
- * destination's credentials can read: nothing passes through this process. Anything else is
+ * repository's storage namespace (or a location the configuration allows), in a store the
+ * destination declares it copies from (`capabilities.serverSideCopyFrom`), and the destination's
+ * credentials can read them: nothing passes through this process. Anything else is
  * streamed through lakeFS's getObject, so lakeFS's own authorization decides what a branch
  * writer can make the mirror read: an entry pointing at some other bucket never makes the
  * mirror copy it with the mirror's own credentials.
  */
 export class ObjectCopier {
-  readonly #unreadableBuckets = new Set<string>();
+  /** `scheme://container` of sources found unreadable. */
+  readonly #unreadable = new Set<string>();
   readonly #o: ObjectCopierOptions;
-  readonly #extraSources: S3Location[];
-  #namespace: Promise<S3Location | undefined> | undefined;
+  readonly #extraSources: StorageLocation[];
+  #namespace: Promise<StorageLocation | undefined> | undefined;
 
   constructor(options: ObjectCopierOptions) {
     this.#o = options;
-    this.#extraSources = (options.serverSideSources ?? []).map((u) => parseS3Uri(u));
+    this.#extraSources = (options.serverSideSources ?? []).map((u) => parseLocation(u));
   }
 
   async copy(commitId: string, stats: ObjectStats, signal?: AbortSignal): Promise<CopyOutcome> {
     const size = stats.size_bytes ?? 0;
     const meta = mirrorMeta(stats);
     const mode = this.#o.mode;
-    const source = mode === "stream" ? undefined : parsePhysicalAddress(stats.physical_address);
+    const source = mode === "stream" ? undefined : this.#copyable(stats.physical_address);
     const allowed = source !== undefined && (await this.#allowed(source, signal));
 
     if (mode === "server-side" && !allowed) {
@@ -92,21 +96,26 @@ export class ObjectCopier {
           : `${stats.path} is stored at ${stats.physical_address}, which cannot be copied server-side (--copy-mode=server-side)`,
       );
     }
-    if (allowed && !this.#unreadableBuckets.has(source.bucket)) {
+    if (allowed && !this.#unreadable.has(containerOf(source))) {
       try {
         await this.#retrying(`copy ${stats.path}`, signal, () => {
           this.#o.fence?.();
-          return this.#o.dest.serverSideCopy(source, stats.path, size, meta, signal);
+          return this.#o.dest.serverSideCopy(source, stats.path, size, meta, signal, this.#o.fence);
         });
         return { method: "server-side", bytes: size };
       } catch (err) {
         if (mode === "server-side" || !(err instanceof DestinationError) || err.retriable)
           throw err;
-        if (err.s3Code !== undefined && UNREADABLE_SOURCE_CODES.has(err.s3Code)) {
-          this.#unreadableBuckets.add(source.bucket);
+        if (UNREADABLE_SOURCE.has(err.reason)) {
+          this.#unreadable.add(containerOf(source));
           this.#o.logger.warn(
-            { sourceBucket: source.bucket, s3Code: err.s3Code, err: err.message },
-            "server-side copy refused; streaming objects of this bucket through lakeFS from now on",
+            {
+              source: containerOf(source),
+              reason: err.reason,
+              storeCode: err.storeCode,
+              err: err.message,
+            },
+            "server-side copy refused; streaming objects of this container through lakeFS from now on",
           );
         }
         // Anything else (the physical object is gone, say): streaming through lakeFS gives
@@ -114,30 +123,16 @@ export class ObjectCopier {
       }
     }
     await this.#retrying(`stream ${stats.path}`, signal, async () => {
+      this.#o.fence?.();
       const { body } = await this.#o.lakefs.getObject(
         this.#o.repository,
         commitId,
         stats.path,
         signal,
       );
-      const fence = this.#o.fence;
-      if (!fence) return this.#o.dest.putStream(stats.path, body, size, meta, signal);
-      fence();
-      // A process paused in the middle of an upload must not finish it when it wakes: every
-      // chunk passes the fence, and a refused chunk aborts the request before S3 has it whole.
-      const fenced = new Transform({
-        transform(chunk: Buffer, _enc, done) {
-          try {
-            fence();
-            done(null, chunk);
-          } catch (err) {
-            done(err as Error);
-          }
-        },
-      });
-      body.on("error", (err) => fenced.destroy(err));
-      fenced.once("error", () => body.destroy());
-      await this.#o.dest.putStream(stats.path, body.pipe(fenced), size, meta, signal);
+      // The destination passes the fence before each of its requests, and with each chunk of
+      // a single request's body: a process paused in the middle of an upload must not finish it.
+      await this.#o.dest.putStream(stats.path, body, size, meta, signal, this.#o.fence);
     });
     return { method: "stream", bytes: size };
   }
@@ -147,22 +142,29 @@ export class ObjectCopier {
     if (this.#o.mode !== "stream") this.#storageNamespace(signal).catch(() => undefined);
   }
 
-  async #allowed(source: { bucket: string; key: string }, signal?: AbortSignal) {
-    const within = (loc: S3Location) =>
-      loc.bucket === source.bucket && source.key.startsWith(loc.prefix);
+  /** The physical address, when it is in a store the destination copies from. */
+  #copyable(address: string): StorageAddress | undefined {
+    const source = parseStorageAddress(address);
+    if (!source || !this.#o.dest.capabilities.serverSideCopyFrom.includes(source.scheme))
+      return undefined;
+    return source;
+  }
+
+  async #allowed(source: StorageAddress, signal?: AbortSignal) {
+    const within = (loc: StorageLocation) => withinLocation(source, loc);
     if (this.#extraSources.some(within)) return true;
     const ns = await this.#storageNamespace(signal);
     return ns !== undefined && within(ns);
   }
 
-  #storageNamespace(signal?: AbortSignal): Promise<S3Location | undefined> {
+  #storageNamespace(signal?: AbortSignal): Promise<StorageLocation | undefined> {
     this.#namespace ??= this.#o.lakefs
       .getRepository(this.#o.repository, signal)
       .then((r) => {
         try {
-          return parseS3Uri(r.storage_namespace);
+          return parseLocation(r.storage_namespace);
         } catch {
-          // A namespace outside S3 (local://, gs://…): nothing is copied server-side.
+          // A namespace in no store this build knows (local://…): nothing is copied server-side.
           return undefined;
         }
       })
@@ -185,4 +187,8 @@ export class ObjectCopier {
       ...(this.#o.retry ? { policy: this.#o.retry } : {}),
     });
   }
+}
+
+function containerOf(address: StorageAddress): string {
+  return `${address.scheme}://${address.container}`;
 }

@@ -12,12 +12,14 @@ import type { FailedPath } from "../ledger/ledger.ts";
 import { MAX_FAILED } from "../ledger/ledger.ts";
 import { withRetry } from "../retry.ts";
 import type { RetryPolicy } from "../retry.ts";
-import type { S3Destination } from "../s3/destination.ts";
+import type { Destination } from "../destination/destination.ts";
 import { mirrorMeta } from "./copier.ts";
 import type { ObjectCopier } from "./copier.ts";
 import { TaskPool } from "./pool.ts";
 import { isReservedPath, reservedReason } from "./reserved.ts";
-import type { Rounds } from "./rounds.ts";
+import { DeferredTasks } from "./deferred.ts";
+import { LAST, comparePositions, samePosition } from "./rounds.ts";
+import type { Position, Rounds } from "./rounds.ts";
 import {
   failureLine,
   failureText,
@@ -31,7 +33,7 @@ import type { ExportProgress, ExportTask } from "./task.ts";
 export interface ExportRunOptions {
   lakefs: LakefsClient;
   repository: string;
-  destination: S3Destination;
+  destination: Destination;
   copier: ObjectCopier;
   rounds: Rounds;
   concurrency: number;
@@ -45,6 +47,10 @@ export interface ExportRunOptions {
   fence?: (() => void) | undefined;
   /** Deletes run after every copy of every round. */
   deletesLast?: boolean | undefined;
+  /** Later-round tasks held in memory before they spill to files (see DeferredTasks). */
+  deferredInMemory?: number | undefined;
+  /** Where spilled tasks go; default: the OS's temporary directory. */
+  spillDirectory?: string | undefined;
   /** No write (nor the status file) before this settles; its rejection ends the run. */
   writesAfter?: Promise<unknown> | undefined;
 }
@@ -64,12 +70,15 @@ export interface RunOutcome extends ExportProgress {
   durationMs: number;
 }
 
-const DELETE_BATCH = 1000;
+/** Enough for the markers and metadata of most exports; a VACUUM's deletes spill. */
+export const DEFAULT_DEFERRED_IN_MEMORY = 10_000;
+const LEFT_UNDONE = "not exported: an earlier round failed";
 const STOP_AFTER_TRANSIENT_FAILURES = 3;
 
 /**
- * Runs one export's task stream, once: page by page with bounded concurrency, in rounds, then
- * the status file at the destination root. A failed object becomes a FAILURE line; several
+ * Runs one export's task stream, once: page by page with bounded concurrency, in rounds (each
+ * position of RoundPosition a barrier; later ones wait in a DeferredTasks store, which spills to
+ * files), then the status file at the destination root. A failed object becomes a FAILURE line; several
  * failures in a row that outlived their retries (lakeFS or S3 away) stop the run with a FAILURE
  * that says so; a fence that throws (the daemon's lease is gone) stops it with no status file.
  * Whatever ends it, every request it started has settled before it returns or throws, so
@@ -94,6 +103,17 @@ export class ExportRun {
   readonly #failures: string[] = [];
   /** Carried failures stay failed unless this run writes their path after all. */
   readonly #carried: Map<string, FailedPath>;
+  /**
+   * Where each carried failure would have run: one still failed there stops the positions
+   * after it, as a failure of this run does (a `_SUCCESS` must not be written over a data
+   * file that is still stale because its copy is backing off).
+   */
+  readonly #carriedAt: [string, Position][];
+  /**
+   * With deletes last, retried paths found gone from the commit: deleted with the other
+   * deletes. Few: retries come from the ledger's bounded failed list.
+   */
+  #lateDeletes: string[] = [];
   #undone: FailedPath[] | undefined = [];
   #deletes: string[] = [];
   /**
@@ -119,6 +139,10 @@ export class ExportRun {
     this.#signal = signal;
     this.#pool = new TaskPool(options.concurrency);
     this.#carried = new Map(carry.map((f) => [f.path, f]));
+    this.#carriedAt = [...this.#carried.values()].map((f) => [
+      f.path,
+      this.#positionOf(f.op === "delete" ? "delete" : "copy", f.path),
+    ]);
     // Its rejection is the run's to report, when the run reaches its first write.
     options.writesAfter?.catch(() => undefined);
   }
@@ -126,8 +150,10 @@ export class ExportRun {
   async run(tasks: AsyncIterable<ExportTask>): Promise<RunOutcome> {
     const started = Date.now();
     const signal = this.#signal;
-    const rounds = this.#o.rounds;
-    const deferred = new Map<number, ExportTask[]>();
+    const deferred = new DeferredTasks({
+      inMemory: this.#o.deferredInMemory ?? DEFAULT_DEFERRED_IN_MEMORY,
+      directory: this.#o.spillDirectory,
+    });
     const halted = () =>
       signal?.aborted === true || this.#stopped !== undefined || this.#fenced !== undefined;
     const settle = async () => {
@@ -135,40 +161,44 @@ export class ExportRun {
       await this.#flushDeletes();
       await this.#pool.drain();
     };
-    // Round 0 runs while the listing streams; later-round tasks (few: _SUCCESS markers or table
-    // metadata) wait in memory. With deletes last, deletes wait for every copy of every round.
-    const DELETES = Number.POSITIVE_INFINITY;
     try {
+      // Round 0 runs while the listing streams; later positions wait in the deferred store,
+      // bounded in memory (it spills to files), and run in order once the listing is done.
       for await (const task of tasks) {
         if (halted()) break;
         await this.#opened();
         if (halted()) break;
-        const round = task.op === "delete" && this.#o.deletesLast ? DELETES : rounds.of(task.path);
-        if (round === 0) await this.#runTask(task);
-        else {
-          let list = deferred.get(round);
-          if (!list) deferred.set(round, (list = []));
-          list.push(task);
-        }
+        const position = this.#positionOf(task.op, task.path);
+        if (position.round === 0) await this.#runTask(task);
+        else await deferred.add(position, task);
       }
       await settle();
-      for (const round of [...deferred.keys()].sort((a, b) => a - b)) {
-        const pending = deferred.get(round) ?? [];
-        // A failed round stops the rounds after it, as in the Spark exporter.
-        if (this.#progress.failed > 0 || halted()) {
-          for (const t of pending)
-            if (t.op !== "keep" && t.op !== "refuse")
-              this.#leftUndone(t.path, "not exported: an earlier round failed");
-          continue;
-        }
-        for (const task of pending) {
-          if (halted()) break;
-          await this.#runTask(task);
-        }
+      let current: Position | undefined;
+      // A failed position stops the positions after it, as in the Spark exporter.
+      let stopped = false;
+      const enter = async (position: Position) => {
         await settle();
+        current = position;
+        stopped ||= this.#failedBefore(position);
+        if (samePosition(position, LAST) && !stopped) await this.#runLateDeletes();
+      };
+      for await (const { position, task } of halted() ? [] : deferred.drain()) {
+        if (halted()) break;
+        if (!current || !samePosition(current, position)) await enter(position);
+        if (halted()) break;
+        if (!stopped) await this.#runTask(task);
+        else if (this.#undone === undefined) break;
+        else if (task.op !== "keep" && task.op !== "refuse")
+          this.#leftUndone(task.path, LEFT_UNDONE, task.op === "delete" ? "delete" : undefined);
       }
+      if (!halted() && this.#lateDeletes.length > 0 && !(current && samePosition(current, LAST)))
+        await enter(LAST);
+      if (stopped)
+        for (const path of this.#lateDeletes) this.#leftUndone(path, LEFT_UNDONE, "delete");
+      await settle();
     } finally {
       await this.#pool.drain();
+      await deferred.close();
     }
     if (this.#fenced !== undefined) throw this.#fenced;
     if (signal?.aborted) throw new AbortedError(`export of ${this.#commitId} aborted`);
@@ -206,6 +236,24 @@ export class ExportRun {
     };
   }
 
+  #positionOf(op: ExportTask["op"], path: string): Position {
+    return op === "delete" && this.#o.deletesLast ? LAST : this.#o.rounds.positionOf(path);
+  }
+
+  /** Whether anything before `position` failed: in this run, or carried and not written. */
+  #failedBefore(position: Position): boolean {
+    if (this.#progress.failed > 0) return true;
+    return this.#carriedAt.some(
+      ([path, at]) => this.#carried.has(path) && comparePositions(at, position) < 0,
+    );
+  }
+
+  async #runLateDeletes(): Promise<void> {
+    const paths = this.#lateDeletes;
+    this.#lateDeletes = [];
+    for (const path of paths) await this.#runTask({ op: "delete", path });
+  }
+
   /** Waits, once, for what must happen before the first write (the daemon's attempt record). */
   async #opened(): Promise<void> {
     if (this.#open) return;
@@ -222,7 +270,8 @@ export class ExportRun {
           return;
         }
         this.#deletes.push(task.path);
-        if (this.#deletes.length >= DELETE_BATCH) await this.#flushDeletes();
+        if (this.#deletes.length >= this.#o.destination.capabilities.maxDeleteBatch)
+          await this.#flushDeletes();
         return;
       case "keep":
         this.#progress.kept++;
@@ -290,6 +339,7 @@ export class ExportRun {
           if (!(err instanceof LakefsNotFoundError)) throw err;
           // Gone from the commit. A reserved key at the destination is lakefs-mirror's own.
           if (isReservedPath(task.path)) this.#done(task.path);
+          else if (this.#o.deletesLast) this.#lateDeletes.push(task.path);
           else this.#deletes.push(task.path);
           return;
         }

@@ -1,17 +1,21 @@
 import pino from "pino";
 import type { Logger } from "pino";
+import type { Destination } from "../destination/destination.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import type { FailedPath } from "../ledger/ledger.ts";
 import type { RetryPolicy } from "../retry.ts";
-import type { S3Destination } from "../s3/destination.ts";
 import { ObjectCopier } from "./copier.ts";
 import type { CopyMode } from "./copier.ts";
 import { coverTasks } from "./cover-tasks.ts";
 import { withListedStats } from "./listed-stats.ts";
 import { ExportRun } from "./export-run.ts";
 import type { RunOutcome } from "./export-run.ts";
+import type { LaneName } from "../ledger/lane-records.ts";
 import { Reconciliation } from "./reconcile.ts";
-import type { DeleteLimit } from "./reconcile.ts";
+import { ourKeys } from "./our-keys.ts";
+import type { DeleteLimit, ListingEvidence } from "./reconcile.ts";
+import { staleTasks } from "./stale-tasks.ts";
+import type { StaleCover } from "./stale-tasks.ts";
 import { Rounds, isRoundPresetName, roundPresets } from "./rounds.ts";
 import type { RoundFunction, RoundPresetName, RoundRule } from "./rounds.ts";
 import type { ExportProgress, ExportTask } from "./task.ts";
@@ -25,12 +29,17 @@ export interface ExportResult extends RunOutcome {
   fromCommitIds: string[];
   /** The commit diffed from when there was exactly one (the Spark exporter's prev_commit_id). */
   fromCommitId: string | undefined;
+  /**
+   * A reconciling export's evidence: what its merge saw once it had walked both listings to
+   * their end. Undefined for other exports, and for a reconcile that stopped before the end.
+   */
+  listing?: ListingEvidence | undefined;
 }
 
 export interface ExporterOptions {
   lakefs: LakefsClient;
   repository: string;
-  destination: S3Destination;
+  destination: Destination;
   /** Where warnings go (a pino logger); default: nowhere. */
   logger?: Logger;
   concurrency?: number;
@@ -38,12 +47,20 @@ export interface ExporterOptions {
   /**
    * Which round each path is written in: a preset ("spark", the default, "delta", "iceberg"),
    * rules as data, or a function from path to round (the Spark exporter's custom filter).
-   * Round 0 is written while the listing streams; later rounds are held in memory until then,
-   * so keep them to markers and metadata.
+   * Round 0 is written while the listing streams; later rounds wait until then (see
+   * deferredInMemory).
    */
   rounds?: RoundPresetName | RoundRule[] | RoundFunction;
   /** Deletes after every copy of every round. Default: the preset's choice, else false. */
   deletesLast?: boolean;
+  /**
+   * Tasks of later rounds (and deletes, when they go last) held in memory while the listing
+   * streams; beyond this many they spill, sorted, to files in `spillDirectory` and are merged
+   * back when their round runs, so memory stays flat whatever their number. Default 10,000.
+   */
+  deferredInMemory?: number;
+  /** Where spilled tasks go (a directory per export, removed when it ends); default: the OS's temporary directory. */
+  spillDirectory?: string;
   retry?: Partial<RetryPolicy>;
   /** Locations server-side copies may read besides the repository's storage namespace. */
   serverSideSources?: readonly string[];
@@ -66,14 +83,30 @@ export interface CoverOptions {
 }
 
 export interface ReconcileOptions {
-  /** Delete keys the commit lacks even when no status file or ledger marks the prefix as ours. */
+  /** Delete keys the commit lacks even when no ledger marks the prefix as lakefs-mirror's. */
   dedicated?: boolean;
-  /** Whether the prefix is lakefs-mirror's, when the caller knows (the daemon's ledger does). */
+  /**
+   * Whether every key under the prefix is lakefs-mirror's (a lane's ledger says so). Without
+   * it, or with `dedicated`, keys the commit lacks are deleted only when a record names them.
+   */
   owned?: boolean;
   /** Every key under the prefix is the caller's own: no max-deletes guard. */
   unguarded?: boolean;
   /** The most keys a listing may delete; more turns the export into a FAILURE. */
   maxDeletes?: DeleteLimit;
+  /**
+   * The commits a lane's ledger says may have been written here and its failed paths (its
+   * base, unfinished attempts and failures). On a prefix that is not owned, the keys these and
+   * the status files' commits name that the commit lacks are lakefs-mirror's leftovers and are
+   * deleted; nothing else is.
+   */
+  ours?: { from: readonly string[]; failed: readonly FailedPath[] };
+  /** The lane reconciling, for the message of an overlap with another lane. */
+  lane?: LaneName;
+  /** Called once nothing refuses the export, before its first task (see Reconciliation). */
+  onChecked?: () => void;
+  /** No write before this settles (see CoverOptions). */
+  writesAfter?: Promise<unknown>;
 }
 
 /**
@@ -99,6 +132,9 @@ export class Exporter {
     };
     if (!Number.isInteger(this.#o.concurrency) || this.#o.concurrency < 1)
       throw new TypeError(`export concurrency must be >= 1, got ${this.#o.concurrency}`);
+    const inMemory = options.deferredInMemory;
+    if (inMemory !== undefined && (!Number.isInteger(inMemory) || inMemory < 1))
+      throw new TypeError(`deferredInMemory must be an integer >= 1, got ${inMemory}`);
     const rounds = options.rounds ?? "spark";
     const preset =
       typeof rounds === "string"
@@ -196,7 +232,31 @@ export class Exporter {
     signal?: AbortSignal,
   ): Promise<ExportResult> {
     const commit = await this.#o.lakefs.getCommit(this.#o.repository, commitId, signal);
-    return this.#run(commit.id, [], this.reconcileTasks(commit.id, options, signal), {}, signal);
+    const reconciliation = this.#reconciliation(commit.id, options, signal);
+    const cover = options.writesAfter ? { writesAfter: options.writesAfter } : {};
+    const result = await this.#run(commit.id, [], reconciliation.tasks(), cover, signal);
+    return { ...result, listing: reconciliation.listing };
+  }
+
+  /**
+   * Every object of a commit, and deletes of the keys `stale` says may be there although the
+   * commit lacks them (see staleTasks): a whole export whose SUCCESS is true of every key a
+   * lane's ledger describes.
+   */
+  async exportWhole(
+    commitId: string,
+    stale: StaleCover,
+    signal?: AbortSignal,
+  ): Promise<ExportResult> {
+    const commit = await this.#o.lakefs.getCommit(this.#o.repository, commitId, signal);
+    return this.#run(commit.id, [], this.wholeTasks(commit.id, stale, signal), {}, signal);
+  }
+
+  wholeTasks(commitId: string, stale: StaleCover, signal?: AbortSignal) {
+    return staleTasks(
+      this.#o.lakefs.listObjects(this.#o.repository, commitId, "", signal),
+      this.coverTasks([...stale.from], commitId, stale.failed, signal),
+    );
   }
 
   async *listingTasks(commitId: string, signal?: AbortSignal): AsyncGenerator<ExportTask> {
@@ -222,17 +282,32 @@ export class Exporter {
     options: ReconcileOptions = {},
     signal?: AbortSignal,
   ): AsyncGenerator<ExportTask> {
+    return this.#reconciliation(commitId, options, signal).tasks();
+  }
+
+  #reconciliation(commitId: string, options: ReconcileOptions, signal?: AbortSignal) {
+    const { lakefs, repository, destination: dest } = this.#o;
     return new Reconciliation({
-      lakefs: this.#o.lakefs,
-      repository: this.#o.repository,
-      destination: this.#o.destination,
-      commitId,
-      dedicated: options.dedicated ?? false,
-      owned: options.owned,
+      source: () => lakefs.listObjects(repository, commitId, "", signal),
+      dest: () => dest.list("", signal),
+      contentIdIsChecksum: dest.capabilities.contentIdIsChecksum,
+      readText: (path) => dest.getText(path, signal),
+      owned: options.dedicated === true || options.owned === true,
       unguarded: options.unguarded,
       maxDeletes: options.maxDeletes,
-      signal,
-    }).tasks();
+      ours: () =>
+        ourKeys(
+          lakefs,
+          repository,
+          dest,
+          commitId,
+          options.ours ?? { from: [], failed: [] },
+          signal,
+        ),
+      lane: options.lane,
+      onChecked: options.onChecked,
+      where: dest.uri,
+    });
   }
 
   async #run(
@@ -252,6 +327,8 @@ export class Exporter {
         copier: this.#copier,
         rounds: this.#rounds,
         deletesLast: this.#deletesLast,
+        deferredInMemory: this.#o.deferredInMemory,
+        spillDirectory: this.#o.spillDirectory,
         concurrency: this.#o.concurrency,
         logger: this.#o.logger,
         retry: this.#o.retry,

@@ -21,13 +21,28 @@ export interface ListedStatsOptions {
 
 const PAGE = 1000;
 
+/** The greatest code point; its UTF-8 encoding (F4 8F BF BF) sorts after every other one. */
+const MAX_CODE_POINT = "\u{10FFFF}";
+
 /**
- * The path just before `path` for lakeFS's exclusive `after`: `path` minus its last code point
- * sorts before it, and whatever sorts between the two is only read past.
+ * A jump target for lakeFS's exclusive `after` that lands right before `path`: `path` with its
+ * last code point decremented and U+10FFFF appended. lakeFS compares `after` with paths by their
+ * UTF-8 bytes, so the only paths between the target and `path` are those that extend the target
+ * (they would have to contain U+10FFFF); a walk reads past them. The target stays well formed:
+ * the decrement steps over the surrogate range (U+E000 becomes U+D7FF, UTF-8 encodes no
+ * surrogates), and a last U+0000 is dropped instead, which leaves the exact predecessor.
  */
-function before(path: string): string {
-  const last = path.charCodeAt(path.length - 1);
-  return path.slice(0, last >= 0xdc00 && last <= 0xdfff ? -2 : -1);
+export function justBefore(path: string): string {
+  if (path === "") return "";
+  const n = path.length;
+  const low = path.charCodeAt(n - 1);
+  const high = n >= 2 ? path.charCodeAt(n - 2) : 0;
+  const pair = low >= 0xdc00 && low <= 0xdfff && high >= 0xd800 && high <= 0xdbff;
+  const head = path.slice(0, pair ? n - 2 : n - 1);
+  const last = path.codePointAt(head.length)!;
+  // U+0000 has no predecessor; a lone surrogate is no code point of a well-formed path.
+  if (last === 0 || (last >= 0xd800 && last <= 0xdfff)) return head;
+  return head + String.fromCodePoint(last === 0xe000 ? 0xd7ff : last - 1) + MAX_CODE_POINT;
 }
 
 /**
@@ -41,6 +56,12 @@ function before(path: string): string {
  * objects each page turned into stats, and when that falls under `minPerPage` it leaves the
  * tasks to their own stats, trying a page again a few windows later. Tasks keep their order;
  * a path the listing lacks keeps no stats and is stat-ed as before (and fails as before).
+ *
+ * The walk always moves forward: every request starts at or after the end of the page before
+ * (a task jumps at most once, and a page that ends before its path is read on from its last
+ * path), so no object is fetched twice and a task costs at most its jump plus the pages that
+ * lie between the jump and its path. A page that is empty while lakeFS says more follow gives
+ * nothing to read on from: that task is left to its own stat.
  */
 export async function* withListedStats(
   tasks: AsyncIterable<ExportTask>,
@@ -49,8 +70,11 @@ export async function* withListedStats(
   const window = options.window ?? 256;
   const minPerPage = options.minPerPage ?? 16;
   type Page = { results: ObjectStats[]; hasMore: boolean };
+  /** The objects of the current page. */
   let page: ObjectStats[] = [];
   let pos = 0;
+  /** Every listed path up to this one has been fetched (the last page's last path). */
+  let end: string | undefined;
   let hasMore = true;
   /** The page that continues the current one, asked for while the current one is used. */
   let ahead: { after: string; page: Promise<Page> } | undefined;
@@ -62,32 +86,42 @@ export async function* withListedStats(
   const density = () => (fetched === 0 ? 1 : matched / fetched);
 
   const attach = async (task: Extract<ExportTask, { op: "copy" }>, remaining: number) => {
+    let jumped = false;
     for (;;) {
-      const last = page.at(-1)?.path;
-      if (last !== undefined && compareUtf8(task.path, last) <= 0) break;
+      if (end !== undefined && compareUtf8(task.path, end) <= 0) break;
       // Past the end of the listing: nothing further to find.
-      if (last !== undefined && !hasMore) return;
+      if (end !== undefined && !hasMore) return;
+      let after: string;
       let next: Page;
-      if (ahead && ahead.after === last) {
+      if (ahead && ahead.after === end) {
+        after = ahead.after;
         next = await ahead.page;
+      } else if (jumped && end !== undefined) {
+        // The jump's page ended before the path: read on from where it ended.
+        after = end;
+        next = await options.list(after, PAGE);
       } else {
-        // A jump to just before the path, as many objects as the diff's density calls for.
+        // A jump to just before the path (never back over what was fetched), as many objects
+        // as the diff's density calls for.
+        const target = justBefore(task.path);
+        after = end !== undefined && compareUtf8(end, target) > 0 ? end : target;
         const wanted = Math.ceil(remaining / Math.max(density(), 1 / PAGE));
-        next = await options.list(
-          before(task.path),
-          Math.min(PAGE, Math.max(minPerPage * 4, wanted)),
-        );
+        next = await options.list(after, Math.min(PAGE, Math.max(minPerPage * 4, wanted)));
+        jumped = true;
       }
       ahead = undefined;
-      page = next.results.filter((s) => s.path_type === "object");
-      hasMore = next.hasMore && next.results.length > 0;
       fetched += next.results.length;
       pos = 0;
-      if (page.length === 0) return;
+      page = next.results.filter((s) => s.path_type === "object");
+      end = next.results.at(-1)?.path ?? after;
+      hasMore = next.hasMore;
+      // Empty: the listing ends at `after`, or (more promised, nothing given) there is no path
+      // to read on from; either way this task finds nothing here.
+      if (next.results.length === 0) return;
       // Dense diffs read on: the continuation loads while this page's tasks are copied.
       if (hasMore && density() * PAGE >= minPerPage) {
-        const after = page.at(-1)!.path;
-        ahead = { after, page: options.list(after, PAGE) };
+        const from = end;
+        ahead = { after: from, page: options.list(from, PAGE) };
         ahead.page.catch(() => undefined);
       }
     }

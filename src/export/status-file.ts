@@ -1,4 +1,4 @@
-import type { S3Destination } from "../s3/destination.ts";
+import type { Destination } from "../destination/destination.ts";
 
 /** Status files at the destination root, named and filled as the lakeFS Spark exporter does. */
 
@@ -38,33 +38,73 @@ export function failureText(lines: string[], total: number): string {
   return [...shown, `... and ${total - shown.length} more failed operations`].join("\n") + "\n";
 }
 
-/** The status files at a destination's root, newest first. */
+export interface ListedStatusFile extends ParsedStatusFile {
+  path: string;
+  /** When the store wrote it (its LastModified). */
+  storedAt: Date;
+}
+
+/**
+ * Newest first, by the store's own clock (LastModified), which every writer of the destination
+ * shares; the time in the name comes from the clock of whichever daemon wrote it, and after a
+ * hand-over to a daemon whose clock is behind, a newer file would carry an older name. The
+ * name's time breaks ties (S3 lists LastModified to the second), then the name itself.
+ */
+export function newestFirst(a: ListedStatusFile, b: ListedStatusFile): number {
+  return (
+    b.storedAt.getTime() - a.storedAt.getTime() ||
+    b.at.getTime() - a.at.getTime() ||
+    (a.path < b.path ? 1 : a.path > b.path ? -1 : 0)
+  );
+}
+
+/** The status files at a destination's root, newest first (see newestFirst). */
 export async function listStatusFiles(
-  dest: S3Destination,
+  dest: Destination,
   signal?: AbortSignal,
-): Promise<(ParsedStatusFile & { path: string })[]> {
-  const files: (ParsedStatusFile & { path: string })[] = [];
+): Promise<ListedStatusFile[]> {
+  const files: ListedStatusFile[] = [];
   for await (const page of dest.list("EXPORT_", signal)) {
     for (const o of page) {
       const parsed = parseStatusFileName(o.path);
-      if (parsed) files.push({ ...parsed, path: o.path });
+      if (parsed) files.push({ ...parsed, path: o.path, storedAt: o.lastModified });
     }
   }
-  return files.sort((a, b) => b.at.getTime() - a.at.getTime());
+  return files.sort(newestFirst);
 }
 
-/** Keeps the newest `keep` status files, and always the newest SUCCESS (a resume point). */
+/**
+ * The status files to delete so that the newest `keep` remain (newest by newestFirst), and
+ * always the newest SUCCESS (a resume point) and the newest SUCCESS of `lastSuccess`, the
+ * commit the lane's ledger says it last exported successfully: a resume point even if a
+ * status file with a wrong time in its name got ahead of it.
+ */
+export function statusFilesToPrune(
+  files: readonly ListedStatusFile[],
+  keep: number,
+  lastSuccess?: string | null,
+): string[] {
+  if (keep <= 0) return [];
+  const sorted = [...files].sort(newestFirst);
+  const kept = new Set(sorted.slice(0, keep));
+  const success = sorted.filter((f) => f.status === "SUCCESS");
+  const newest = success[0];
+  if (newest) kept.add(newest);
+  const ledgers = lastSuccess ? success.find((f) => f.commitId === lastSuccess) : undefined;
+  if (ledgers) kept.add(ledgers);
+  return sorted.filter((f) => !kept.has(f)).map((f) => f.path);
+}
+
+/** Deletes the status files statusFilesToPrune names; `keep` <= 0 keeps them all. */
 export async function pruneStatusFiles(
-  dest: S3Destination,
+  dest: Destination,
   keep: number,
   signal: AbortSignal,
+  lastSuccess?: string | null,
 ): Promise<void> {
   if (keep <= 0) return;
-  const files = await listStatusFiles(dest, signal);
-  const newestSuccess = files.find((f) => f.status === "SUCCESS");
-  const old = files
-    .slice(keep)
-    .filter((f) => f !== newestSuccess)
-    .map((f) => f.path);
-  for (let i = 0; i < old.length; i += 1000) await dest.deleteBatch(old.slice(i, i + 1000), signal);
+  const old = statusFilesToPrune(await listStatusFiles(dest, signal), keep, lastSuccess);
+  const batch = dest.capabilities.maxDeleteBatch;
+  for (let i = 0; i < old.length; i += batch)
+    await dest.deleteBatch(old.slice(i, i + batch), signal);
 }

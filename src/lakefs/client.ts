@@ -155,7 +155,7 @@ export class LakefsClient {
     signal?: AbortSignal,
   ): Promise<ObjectBody> {
     try {
-      const res = await this.#http.call(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects`, {
+      const res = await this.#http.stream(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects`, {
         query: { path },
         notFound: "object",
         signal,

@@ -1,3 +1,5 @@
+import type { IncomingHttpHeaders } from "node:http";
+import { PassThrough } from "node:stream";
 import type { Readable } from "node:stream";
 import type { Logger } from "pino";
 import { Agent, request } from "undici";
@@ -9,6 +11,7 @@ import {
   LakefsUnreachableError,
   errorMessage,
 } from "../errors.ts";
+import { escalation, requestTimeout } from "../http/deadlines.ts";
 import { withRetry } from "../retry.ts";
 import type { RetryPolicy } from "../retry.ts";
 import type { Page } from "./types.ts";
@@ -27,16 +30,26 @@ export interface LakefsClientOptions {
   pageSize?: number | undefined;
   /** Time to open a connection. */
   connectTimeoutMs?: number | undefined;
-  /** Time from sending a request to its response headers (a diff page can take a while). */
+  /**
+   * Time from a read (GET) being sent to its answer's headers. Reads are retried, and lakeFS
+   * answers them at once (a stat, a page of a listing or a diff), so a short deadline retries a
+   * stalled one within seconds; it doubles with each attempt (see src/http/deadlines.ts).
+   */
+  firstByteTimeoutMs?: number | undefined;
+  /**
+   * Time from a write (a commit, an upload, an import) being sent to its answer's headers.
+   * Writes are never retried and lakeFS may work long on them before it answers.
+   */
   headersTimeoutMs?: number | undefined;
-  /** Longest silence between two chunks of a response body. */
+  /** Longest a response body may stop moving while it is read (a progress timeout). */
   bodyTimeoutMs?: number | undefined;
 }
 
 export const defaultLakefsTimeouts = {
   connectTimeoutMs: 5_000,
+  firstByteTimeoutMs: 2_000,
   headersTimeoutMs: 60_000,
-  bodyTimeoutMs: 60_000,
+  bodyTimeoutMs: 10_000,
 };
 
 export interface CallOptions {
@@ -65,18 +78,29 @@ export class LakefsTransport {
   readonly #logger: Logger | undefined;
   readonly #retry: Partial<RetryPolicy> | undefined;
   readonly #pageSize: number;
+  readonly #timeouts: typeof defaultLakefsTimeouts;
 
   constructor(options: LakefsClientOptions) {
     this.endpoint = options.endpoint.replace(/\/+$/, "").replace(/\/api\/v1$/, "");
     this.#auth =
       "Basic " +
       Buffer.from(`${options.accessKeyId}:${options.secretAccessKey}`).toString("base64");
+    const t = {
+      connectTimeoutMs: options.connectTimeoutMs ?? defaultLakefsTimeouts.connectTimeoutMs,
+      firstByteTimeoutMs: options.firstByteTimeoutMs ?? defaultLakefsTimeouts.firstByteTimeoutMs,
+      headersTimeoutMs: options.headersTimeoutMs ?? defaultLakefsTimeouts.headersTimeoutMs,
+      bodyTimeoutMs: options.bodyTimeoutMs ?? defaultLakefsTimeouts.bodyTimeoutMs,
+    };
+    this.#timeouts = t;
+    // undici starts a request's headers timeout once the request is on a socket and restarts
+    // it when the body has been sent, so time queued for a connection never counts; its body
+    // timeout is a progress timeout that does not run while the reader applies backpressure.
     this.#agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: options.connections ?? 64,
-      connectTimeout: options.connectTimeoutMs ?? defaultLakefsTimeouts.connectTimeoutMs,
-      headersTimeout: options.headersTimeoutMs ?? defaultLakefsTimeouts.headersTimeoutMs,
-      bodyTimeout: options.bodyTimeoutMs ?? defaultLakefsTimeouts.bodyTimeoutMs,
+      connectTimeout: t.connectTimeoutMs,
+      headersTimeout: t.headersTimeoutMs,
+      bodyTimeout: t.bodyTimeoutMs,
     });
     this.#logger = options.logger;
     this.#retry = options.retry;
@@ -107,12 +131,40 @@ export class LakefsTransport {
         return (await res.body.json()) as T;
       } catch (err) {
         if (options.signal?.aborted) throw err;
-        throw new LakefsUnreachableError(
-          `lakeFS at ${this.endpoint} broke off its answer (${options.method ?? "GET"} ${API_PREFIX}${path}): ${errorMessage(err)}`,
-          { cause: err },
-        );
+        throw this.#bodyFailure(err, `${options.method ?? "GET"} ${API_PREFIX}${path}`);
       }
     });
+  }
+
+  /**
+   * A streamed answer (an object's bytes). A body that fails while it is read fails with a
+   * coded error too: a RequestTimeoutError when it stopped moving, else LakefsUnreachableError.
+   */
+  async stream(
+    path: string,
+    options: CallOptions,
+  ): Promise<{ body: Readable; headers: IncomingHttpHeaders }> {
+    const res = await this.call(path, options);
+    const what = `${options.method ?? "GET"} ${API_PREFIX}${path}`;
+    const body = new PassThrough();
+    res.body.once("error", (err) =>
+      body.destroy(options.signal?.aborted ? err : this.#bodyFailure(err, what)),
+    );
+    // A reader that lets go of the bytes early closes the connection under them.
+    body.once("close", () => {
+      if (!res.body.readableEnded) res.body.destroy();
+    });
+    res.body.pipe(body);
+    return { body, headers: res.headers };
+  }
+
+  #bodyFailure(err: unknown, what: string): Error {
+    if ((err as { code?: unknown }).code === "UND_ERR_BODY_TIMEOUT")
+      return requestTimeout(`lakeFS ${what}`, "response body", this.#timeouts.bodyTimeoutMs, err);
+    return new LakefsUnreachableError(
+      `lakeFS at ${this.endpoint} broke off its answer (${what}): ${errorMessage(err)}`,
+      { cause: err },
+    );
   }
 
   call(path: string, options: CallOptions): Promise<Dispatcher.ResponseData>;
@@ -132,7 +184,12 @@ export class LakefsTransport {
       if (v !== undefined) url.searchParams.set(k, String(v));
     }
     const what = `${method} ${API_PREFIX}${path}`;
+    const t = this.#timeouts;
+    let attempt = 0;
     const once = async (): Promise<T | Dispatcher.ResponseData> => {
+      attempt++;
+      const headersTimeout =
+        method === "GET" ? t.firstByteTimeoutMs * escalation(attempt) : t.headersTimeoutMs;
       const headers: Record<string, string> = { authorization: this.#auth, ...options.headers };
       let body: string | Buffer | Readable | undefined;
       if (options.body !== undefined) {
@@ -149,9 +206,16 @@ export class LakefsTransport {
           body,
           dispatcher: this.#agent,
           signal: options.signal,
+          headersTimeout,
+          bodyTimeout: t.bodyTimeoutMs,
         });
       } catch (err) {
         if (options.signal?.aborted) throw err;
+        const code = (err as { code?: unknown }).code;
+        if (code === "UND_ERR_HEADERS_TIMEOUT")
+          throw requestTimeout(`lakeFS ${what}`, "first byte", headersTimeout, err);
+        if (code === "UND_ERR_CONNECT_TIMEOUT")
+          throw requestTimeout(`lakeFS ${what}`, "connection", t.connectTimeoutMs, err);
         throw new LakefsUnreachableError(
           `lakeFS at ${this.endpoint} unreachable (${what}): ${errorMessage(err)}`,
           { cause: err },
@@ -195,6 +259,13 @@ export class LakefsTransport {
           `${notFound ?? "resource"} not found (${detail})`,
           notFound ?? "resource",
         );
+      case 410:
+        // A commit whose data is gone (its repository deleted and created again under the name,
+        // its storage namespace emptied): for reading its tree or a diff from it, it is gone. An
+        // object's 410 stays an error: the commit still has the path, only its bytes are lost.
+        if (notFound === "ref" || notFound === "commit")
+          return new LakefsNotFoundError(`${notFound} gone (${detail})`, notFound);
+        return new LakefsHttpError(`lakeFS request failed (${detail})`, res.statusCode);
       default:
         return new LakefsHttpError(`lakeFS request failed (${detail})`, res.statusCode);
     }

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
+import { performance } from "node:perf_hooks";
 import type { Logger } from "pino";
-import { LeaseHeldError, LeaseLostError } from "../errors.ts";
+import { DestinationError, LeaseHeldError, LeaseLostError } from "../errors.ts";
 import { LEASE_PATH } from "../export/reserved.ts";
 import { withRetry } from "../retry.ts";
 import type { RetryPolicy } from "../retry.ts";
-import type { S3Destination } from "../s3/destination.ts";
+import type { Destination, WriteCondition } from "../destination/destination.ts";
 
 /** The lease object at `_lakefs_mirror/lease.json`. */
 export interface LeaseRecord {
@@ -24,7 +25,7 @@ export interface LeaseRecord {
 }
 
 export interface LeaseOptions {
-  dest: S3Destination;
+  dest: Destination;
   owner: string;
   repository: string;
   branch: string;
@@ -37,20 +38,36 @@ export interface LeaseOptions {
 }
 
 /**
- * One writer per destination, even in a split brain: a lease object taken and renewed with S3
- * conditional writes. Create with `If-None-Match: *`; renew, hand over or take over an expired
- * lease with `If-Match` on the ETag last read. Whoever loses a race gets 412 and reads again.
+ * One writer per destination, even in a split brain: a lease object taken and renewed with the
+ * store's conditional writes (Destination.putConditional: S3 and Azure `If-None-Match: *` and
+ * `If-Match`, GCS generation preconditions). Create if absent; renew, hand over or take over an
+ * expired lease only if its version is still the one last read. Whoever loses a race reads again.
  *
- * A holder treats its lease as lost once its own clock passes `expiresAt` less a margin (a
- * third of the TTL): a process paused past its lease (SIGSTOP, a long GC, a frozen VM) finds it
- * lost on waking and writes nothing more, while the new owner, by its clock, waits for the
+ * A holder treats its lease as lost once it can no longer prove it valid: at its deadline,
+ * `expiresAt` less a margin (a third of the TTL), by its own clock, and by the time its own
+ * timer has counted since the write that set `expiresAt` was sent (a wall clock stepped back
+ * does not extend it). A process paused past its lease (SIGSTOP, a long GC, a frozen VM) finds
+ * it lost on waking and writes nothing more, while the new owner, by its clock, waits for the
  * whole TTL. Clocks must agree to well within that margin.
+ *
+ * While work runs under `hold`, the deadline is enforced whatever the renewal is doing: a
+ * renewal request still unanswered at the deadline is aborted there, a timer at the deadline
+ * aborts the work's signal (every request in flight listens on it) with LeaseLostError, and
+ * from then on `assertHeld` refuses until the lease is taken again. A renewal whose condition
+ * did not hold (someone else wrote the object) or that finds the object gone (whoever comes
+ * next creates a new one without waiting) is lost at once; any other failure (5xx, a broken
+ * connection, a refusal of the credentials) proves nothing either way and is tried again on
+ * the next tick, until the deadline.
  */
 export class Lease {
   readonly #o: LeaseOptions;
   readonly #now: () => number;
-  #etag: string | undefined;
+  #version: string | undefined;
   #record: LeaseRecord | undefined;
+  /** `performance.now()` when the write of `#record` was prepared (its `renewedAt`). */
+  #writtenAt = 0;
+  /** Bumped whenever the lease is forgotten: a write begun before that never brings it back. */
+  #generation = 0;
 
   constructor(options: LeaseOptions) {
     this.#o = options;
@@ -63,7 +80,7 @@ export class Lease {
 
   /** Whether this process holds the lease with more than the safety margin left. */
   get held(): boolean {
-    return this.#record !== undefined && this.#remainingMs() > this.#marginMs();
+    return this.#record !== undefined && this.#untilDeadlineMs() > 0;
   }
 
   /**
@@ -74,8 +91,8 @@ export class Lease {
    * the destination must be read again.
    */
   async ensure(signal?: AbortSignal): Promise<boolean> {
-    if (this.#record && this.#remainingMs() > this.#o.ttlMs / 2) return false;
-    if (this.#record && this.#etag !== undefined && this.#remainingMs() > this.#marginMs()) {
+    if (this.#record && this.#leftMs() > this.#o.ttlMs / 2) return false;
+    if (this.#record && this.#version !== undefined && this.held) {
       try {
         await this.renew(signal);
         return false;
@@ -86,16 +103,48 @@ export class Lease {
     return this.#take(signal);
   }
 
-  /** Extends a lease this process holds; LeaseLostError when someone else has it now. */
+  /**
+   * Extends a lease this process holds. LeaseLostError when someone else has it now, when the
+   * lease object is gone, or when no answer came by the lease's deadline (the request is
+   * aborted there); any other failure is thrown as it is and leaves the lease as it was.
+   */
   async renew(signal?: AbortSignal): Promise<void> {
     const record = this.#record;
-    const etag = this.#etag;
-    if (!record || etag === undefined || this.#remainingMs() <= this.#marginMs()) {
+    const version = this.#version;
+    const untilDeadline = this.#untilDeadlineMs();
+    if (!record || version === undefined || untilDeadline <= 0) {
       this.#forget();
       throw new LeaseLostError(`lease on ${this.#where()} expired before it could be renewed`);
     }
-    const next = this.#next(record.epoch);
-    if (!(await this.#write(next, { ifMatch: etag }, signal))) {
+    // An answer after the deadline proves nothing that matters: the holder has stopped by then.
+    const deadline = AbortSignal.timeout(Math.ceil(untilDeadline));
+    const bounded = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    let ours: boolean;
+    try {
+      ours = await this.#write(this.#next(record.epoch), { ifVersion: version }, bounded);
+    } catch (err) {
+      if (err instanceof LeaseLostError) throw err;
+      if (deadline.aborted && !signal?.aborted) {
+        this.#forget();
+        throw new LeaseLostError(
+          `lease on ${this.#where()} could not be renewed by its deadline: not writing`,
+          { cause: err },
+        );
+      }
+      // AWS and MinIO answer a PutObject If-Match on a missing key with 404 NoSuchKey.
+      if (
+        err instanceof DestinationError &&
+        (err.reason === "NotFound" || err.reason === "ContainerNotFound")
+      ) {
+        this.#forget();
+        throw new LeaseLostError(
+          `lease object of ${this.#where()} is gone (deleted under its holder): not writing`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+    if (!ours) {
       this.#forget();
       throw new LeaseLostError(`lease on ${this.#where()} was taken over`);
     }
@@ -113,31 +162,55 @@ export class Lease {
 
   /**
    * Runs `work` while keeping the lease: renewed whenever a third of its TTL has passed since
-   * it was last written (checked every sixth), so at least half a TTL is always left and the
-   * fence never finds it about to expire. If the lease is lost meanwhile, the signal given to
-   * `work` aborts and this rejects with LeaseLostError, whatever `work` threw.
+   * it was last written (checked every sixth), so at least half a TTL is left after each
+   * renewal. If the lease is lost meanwhile (refused, gone, or not renewed by its deadline),
+   * the signal given to `work` aborts and this rejects with LeaseLostError, whatever `work`
+   * threw.
    */
   async hold<T>(signal: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const lost = new AbortController();
     let lostWith: LeaseLostError | undefined;
-    const due = () => this.#remainingMs() <= (this.#o.ttlMs * 2) / 3;
+    let deadline: NodeJS.Timeout | undefined;
+    const lose = (err: LeaseLostError) => {
+      if (lostWith) return;
+      lostWith = err;
+      clearTimeout(deadline);
+      this.#forget();
+      lost.abort(err);
+    };
+    const expired = () =>
+      new LeaseLostError(`lease on ${this.#where()} not renewed by its deadline: not writing`);
+    // Fires at the deadline and looks again: a renewal meanwhile moved it on.
+    const arm = () => {
+      clearTimeout(deadline);
+      const ms = this.#untilDeadlineMs();
+      if (ms <= 0) lose(expired());
+      else deadline = setTimeout(arm, Math.ceil(ms));
+    };
+    const due = () => this.#leftMs() <= (this.#o.ttlMs * 2) / 3;
     const keep = async () => {
+      if (lostWith) return;
+      // The timer counts real time; this catches a wall clock that jumped ahead.
+      if (!this.held) return lose(expired());
+      if (!due()) return;
       try {
-        if (due()) await this.renew(signal);
+        await this.renew(signal);
+        arm();
       } catch (err) {
-        if (err instanceof LeaseLostError) {
-          lostWith ??= err;
-          lost.abort(err);
-        } else {
-          this.#o.logger.warn({ err, destination: this.#where() }, "lease renewal failed");
-        }
+        if (err instanceof LeaseLostError) lose(err);
+        else if (!signal.aborted)
+          this.#o.logger.warn(
+            { err, destination: this.#where(), stopsInMs: Math.round(this.#untilDeadlineMs()) },
+            "lease renewal failed; writes stop at the lease's deadline unless a renewal succeeds",
+          );
       }
     };
     await keep();
     if (lostWith) throw lostWith;
+    arm();
     let renewal: Promise<void> | undefined;
     const renewing = setInterval(() => {
-      // One renewal at a time: a second one with the same ETag would lose to the first.
+      // One renewal at a time: a second one with the same version would lose to the first.
       renewal ??= keep().finally(() => (renewal = undefined));
     }, this.#o.ttlMs / 6);
     const held = AbortSignal.any([signal, lost.signal]);
@@ -149,6 +222,8 @@ export class Lease {
       throw lostWith ?? err;
     } finally {
       clearInterval(renewing);
+      clearTimeout(deadline);
+      // Bounded: a renewal is aborted at the lease's deadline.
       await renewal;
     }
   }
@@ -156,17 +231,17 @@ export class Lease {
   /** Hands the lease over at once (marks it expired) if this process holds it. */
   async release(signal?: AbortSignal): Promise<void> {
     const record = this.#record;
-    const etag = this.#etag;
+    const version = this.#version;
     this.#forget();
-    if (!record || etag === undefined) return;
+    if (!record || version === undefined) return;
     const now = new Date(this.#now()).toISOString();
     const text = JSON.stringify({ ...record, expiresAt: now, renewedAt: now });
-    await this.#o.dest.putConditional(LEASE_PATH, text, { ifMatch: etag }, signal);
+    await this.#o.dest.putConditional(LEASE_PATH, text, { ifVersion: version }, signal);
   }
 
   async #take(signal?: AbortSignal): Promise<boolean> {
     const current = await withRetry(
-      () => this.#o.dest.getWithEtag(LEASE_PATH, signal),
+      () => this.#o.dest.getVersioned(LEASE_PATH, signal),
       this.#retryOptions("read the lease", signal),
     );
     let previous: LeaseRecord | undefined;
@@ -185,7 +260,7 @@ export class Lease {
     // the same name) carries on in its epoch: nobody else has held it since.
     const same = previous?.owner === this.#o.owner;
     const next = this.#next(same && previous ? previous.epoch : (previous?.epoch ?? 0) + 1);
-    const condition = current ? { ifMatch: current.etag } : { ifNoneMatch: "*" as const };
+    const condition: WriteCondition = current ? { ifVersion: current.version } : { ifAbsent: true };
     if (!(await this.#write(next, condition, signal))) {
       throw new LeaseHeldError(
         `${this.#where()} was just leased by another daemon`,
@@ -205,23 +280,31 @@ export class Lease {
   /** Writes the record; true when it is ours now (also when a retried write's first try won). */
   async #write(
     record: LeaseRecord,
-    condition: { ifMatch: string } | { ifNoneMatch: "*" },
+    condition: WriteCondition,
     signal?: AbortSignal,
   ): Promise<boolean> {
     const text = JSON.stringify(record);
-    const etag = await withRetry(
+    // `record` was made just now (#next): its expiresAt counts from this instant.
+    const writtenAt = performance.now();
+    const generation = this.#generation;
+    const install = (version: string) => {
+      if (generation !== this.#generation)
+        throw new LeaseLostError(`lease on ${this.#where()} was given up while being written`);
+      this.#record = record;
+      this.#version = version;
+      this.#writtenAt = writtenAt;
+    };
+    const version = await withRetry(
       () => this.#o.dest.putConditional(LEASE_PATH, text, condition, signal),
       this.#retryOptions("write the lease", signal),
     );
-    if (etag !== undefined) {
-      this.#record = record;
-      this.#etag = etag;
+    if (version !== undefined) {
+      install(version);
       return true;
     }
-    const now = await this.#o.dest.getWithEtag(LEASE_PATH, signal);
+    const now = await this.#o.dest.getVersioned(LEASE_PATH, signal);
     if (now && parseLease(now.text)?.token === record.token) {
-      this.#record = record;
-      this.#etag = now.etag;
+      install(now.version);
       return true;
     }
     return false;
@@ -241,8 +324,17 @@ export class Lease {
     };
   }
 
-  #remainingMs(): number {
-    return this.#record ? Date.parse(this.#record.expiresAt) - this.#now() : 0;
+  /** Time until `expiresAt`, by the wall clock or by time counted since it was set, if sooner. */
+  #leftMs(): number {
+    if (!this.#record) return 0;
+    const byClock = Date.parse(this.#record.expiresAt) - this.#now();
+    const counted = this.#writtenAt + this.#o.ttlMs - performance.now();
+    return Math.min(byClock, counted);
+  }
+
+  /** Time until the holder must have stopped writing. */
+  #untilDeadlineMs(): number {
+    return this.#leftMs() - this.#marginMs();
   }
 
   #marginMs(): number {
@@ -250,12 +342,13 @@ export class Lease {
   }
 
   #forget(): void {
+    this.#generation++;
     this.#record = undefined;
-    this.#etag = undefined;
+    this.#version = undefined;
   }
 
   #where(): string {
-    return `s3://${this.#o.dest.bucket}/${this.#o.dest.prefix}`;
+    return this.#o.dest.uri;
   }
 
   #retryOptions(operation: string, signal: AbortSignal | undefined) {

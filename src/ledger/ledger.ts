@@ -30,11 +30,21 @@ export interface Ledger {
   /**
    * What the lane found under its prefix when it first came there: nothing ("empty": every key
    * since is this lane's own, so a listing may delete leftovers without the max-deletes guard),
-   * lakefs-mirror's records ("owned"), or keys of someone else ("foreign": listings never delete
-   * there unless the mirror is declared dedicated).
+   * lakefs-mirror's records alone ("owned"), or other keys ("foreign": listings delete there only
+   * what lakefs-mirror's records name, unless the mirror is declared dedicated).
    */
   prefix: PrefixState;
-  /** Bumped by every write: of two copies of a ledger, the higher wins. */
+  /**
+   * Why `base` is not proven, or null (absent in older ledgers) when this lane's own ledger at
+   * the destination says so. A base rebuilt from status files (a whole export writes a SUCCESS
+   * without deleting anything), from a local copy the destination no longer has, or beside a
+   * ledger of an older lease epoch says nothing of keys that may be stale: a guarded reconcile
+   * checks it before any diff starts from it.
+   */
+  rebuilt?: string | null;
+  /** The lease epoch of the writer (null or absent without leases). */
+  epoch?: number | null;
+  /** Bumped by every write; a count of changes, not an order between copies (see LedgerStore). */
   seq: number;
   updatedAt: string;
 }
@@ -82,13 +92,31 @@ export function emptyLedger(repository: string, branch: string): Ledger {
   };
 }
 
+/**
+ * What may differ from `target` at the destination: the keys of the two-dot diffs from each of
+ * `from` to it, and the `failed` paths. Or why only a full listing can tell.
+ */
+export function staleCover(
+  ledger: Ledger,
+  target: string,
+): { from: string[]; failed: FailedPath[] } | { reconcile: string } {
+  if (ledger.base === null) return { reconcile: "no export of this lane is known" };
+  if (ledger.rebuilt) {
+    return {
+      reconcile: `the base ${ledger.base} is not proven (${ledger.rebuilt}): a guarded reconcile checks it`,
+    };
+  }
+  if (ledger.attempts.length > MAX_ATTEMPTS)
+    return { reconcile: `${ledger.attempts.length} unfinished exports` };
+  const from = [...new Set([ledger.base, ...ledger.attempts])].filter((c) => c !== target);
+  return { from, failed: ledger.failed };
+}
+
 /** The cover rule: what the next export to `head` must look at. */
 export function planCover(ledger: Ledger, head: string, now: Date): Plan {
-  if (ledger.base === null) return { kind: "reconcile", reason: "no export of this lane is known" };
-  if (ledger.attempts.length > MAX_ATTEMPTS) {
-    return { kind: "reconcile", reason: `${ledger.attempts.length} unfinished exports` };
-  }
-  const from = [...new Set([ledger.base, ...ledger.attempts])].filter((c) => c !== head);
+  const cover = staleCover(ledger, head);
+  if ("reconcile" in cover) return { kind: "reconcile", reason: cover.reconcile };
+  const { from } = cover;
   const due = ledger.retry === null || now.getTime() >= Date.parse(ledger.retry.notBefore);
   const retry = due ? ledger.failed : [];
   const carry = due ? [] : ledger.failed;
@@ -106,9 +134,44 @@ export function isNew(ledger: Ledger): boolean {
   return ledger.seq === 0 && ledger.base === null && ledger.attempts.length === 0;
 }
 
+/**
+ * What the ledger says lakefs-mirror may have written at the destination: its base and
+ * unfinished attempts, and its failed paths (a reconcile on a foreign prefix deletes the keys
+ * these name that the commit lacks, and only those).
+ */
+export function ourRecords(ledger: Ledger): { from: string[]; failed: FailedPath[] } {
+  const from = [ledger.base, ...ledger.attempts].filter((c): c is string => c !== null);
+  return { from, failed: ledger.failed };
+}
+
 /** Records what the lane's prefix held (see `prefix`). */
 export function withPrefix(ledger: Ledger, prefix: PrefixState): Ledger {
   return ledger.prefix === prefix ? ledger : { ...ledger, prefix };
+}
+
+/**
+ * The prefix state after a reconciling export. `listing` is what its merge saw when it walked
+ * both listings to their end (undefined when it stopped before: a FAILURE that gave up, an
+ * abort): `kept` counts the keys under the prefix that the commit lacks and that no record of
+ * lakefs-mirror names. A foreign prefix becomes the lane's own only on such complete evidence
+ * that nothing foreign is left; a listing that stopped part-way says nothing about the keys it
+ * did not reach.
+ */
+export function prefixAfterReconcile(
+  state: PrefixState,
+  listing: { kept: number } | undefined,
+): PrefixState {
+  if (state !== "foreign") return state;
+  return listing !== undefined && listing.kept === 0 ? "owned" : "foreign";
+}
+
+/**
+ * Marks the base as unproven (see `rebuilt`). A prefix once found empty is not known to be
+ * empty of others' keys any more either: the reconcile that checks the base is guarded.
+ */
+export function markRebuilt(ledger: Ledger, why: string): Ledger {
+  if (ledger.base === null) return ledger;
+  return { ...ledger, rebuilt: why, prefix: ledger.prefix === "empty" ? "owned" : ledger.prefix };
 }
 
 /** Recorded before an export to `target` writes anything. */
@@ -121,7 +184,7 @@ export function beginAttempt(ledger: Ledger, target: string, now: Date): Ledger 
 export function completeSuccess(ledger: Ledger, target: string, now: Date): Ledger {
   return touch(
     ledger,
-    { base: target, attempts: [], failed: [], retry: null, lastSuccess: target },
+    { base: target, attempts: [], failed: [], retry: null, lastSuccess: target, rebuilt: null },
     now,
   );
 }
@@ -150,7 +213,24 @@ export function completeFailure(
     const notBefore = now.getTime() + options.backoffSeconds(count) * 1000;
     retry = { count, notBefore: new Date(notBefore).toISOString() };
   }
-  return touch(ledger, { base: target, attempts: [], failed, retry }, now);
+  return touch(ledger, { base: target, attempts: [], failed, retry, rebuilt: null }, now);
+}
+
+/** After the status file of an export to `target`: completeSuccess or completeFailure. */
+export function completeExport(
+  ledger: Ledger,
+  target: string,
+  result: { status: "SUCCESS" | "FAILURE"; unfinished: FailedPath[] | undefined },
+  options: { now: Date; retried: boolean; backoffSeconds: (failures: number) => number },
+): Ledger {
+  return result.status === "SUCCESS"
+    ? completeSuccess(ledger, target, options.now)
+    : completeFailure(ledger, target, result.unfinished, options);
+}
+
+/** Back-off after `failures` failed exports in a row: doubling from `base`, at most `max`. */
+export function backoff(base: number, max: number): (failures: number) => number {
+  return (failures) => Math.min(max, base * 2 ** (failures - 1));
 }
 
 function touch(ledger: Ledger, changes: Partial<Ledger>, now: Date): Ledger {
@@ -204,5 +284,13 @@ export function parseLedger(text: string, where: string): Ledger {
     throw bad("seq must be a whole number");
   if (l.prefix !== "empty" && l.prefix !== "owned" && l.prefix !== "foreign")
     throw bad("prefix must be empty, owned or foreign");
+  if (l.rebuilt !== undefined && l.rebuilt !== null && typeof l.rebuilt !== "string")
+    throw bad("rebuilt must be null or a reason");
+  if (
+    l.epoch !== undefined &&
+    l.epoch !== null &&
+    (typeof l.epoch !== "number" || !Number.isInteger(l.epoch))
+  )
+    throw bad("epoch must be null or a whole number");
   return v as Ledger;
 }

@@ -1,8 +1,10 @@
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import { S3Client } from "@aws-sdk/client-s3";
-import { NodeHttpHandler } from "@smithy/node-http-handler";
 import type { Logger } from "pino";
+import { defaultDeadlines } from "../http/deadlines.ts";
+import type { Deadlines } from "../http/deadlines.ts";
+import { DeadlineHttpHandler } from "./deadline-handler.ts";
 
 export interface S3ClientOptions {
   /** An S3-compatible endpoint (MinIO, …). Unset: AWS, or the SDK's own AWS_ENDPOINT_URL. */
@@ -18,16 +20,18 @@ export interface S3ClientOptions {
   /** Time to open a connection. */
   connectTimeoutMs?: number | undefined;
   /**
-   * Longest silence on a connection with a request in flight: waiting for the response's
-   * headers, or between two chunks of a body. A server that stops answering fails the request
+   * Request deadlines (see src/http/deadlines.ts): the first byte of an answer, a body that
+   * stops moving, the work a server may do before it answers. A request cut by one fails
    * (retriable) instead of hanging its lane.
    */
+  deadlines?: Partial<Deadlines> | undefined;
+  /** The progress timeout alone: the same as `deadlines.idleMs`, which wins when both are set. */
   idleTimeoutMs?: number | undefined;
   /** The SDK's own warnings (a failed streaming request, say) go here instead of the console. */
   logger?: Logger | undefined;
 }
 
-export const defaultS3Timeouts = { connectTimeoutMs: 5_000, idleTimeoutMs: 120_000 };
+export const defaultS3Timeouts = { connectTimeoutMs: 5_000 };
 
 export function createS3Client(options: S3ClientOptions = {}): S3Client {
   const maxSockets = options.maxSockets ?? 64;
@@ -50,11 +54,15 @@ export function createS3Client(options: S3ClientOptions = {}): S3Client {
       warn: (...args: unknown[]) => log?.debug({ sdk: args.map(String).join(" ") }, "S3 SDK"),
       error: (...args: unknown[]) => log?.debug({ sdk: args.map(String).join(" ") }, "S3 SDK"),
     },
-    requestHandler: new NodeHttpHandler({
+    requestHandler: new DeadlineHttpHandler({
       httpAgent: new HttpAgent(agentOptions),
       httpsAgent: new HttpsAgent(agentOptions),
-      connectionTimeout: options.connectTimeoutMs ?? defaultS3Timeouts.connectTimeoutMs,
-      socketTimeout: options.idleTimeoutMs ?? defaultS3Timeouts.idleTimeoutMs,
+      connectTimeoutMs: options.connectTimeoutMs ?? defaultS3Timeouts.connectTimeoutMs,
+      deadlines: {
+        ...defaultDeadlines,
+        ...(options.idleTimeoutMs !== undefined ? { idleMs: options.idleTimeoutMs } : {}),
+        ...options.deadlines,
+      },
     }),
   });
 }

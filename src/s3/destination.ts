@@ -6,14 +6,26 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
-  S3ServiceException,
 } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
-import { ObjectRefusedError } from "../errors.ts";
-import { S3_LIMITS, assertStorable, partSizeFor } from "./limits.ts";
+import type {
+  DeleteRefusal,
+  Destination,
+  HeadResult,
+  ListedObject,
+  ObjectMeta,
+  StorageAddress,
+  VersionedText,
+  WriteCondition,
+} from "../destination/destination.ts";
+import { LeaseLostError } from "../errors.ts";
+import { S3_CAPABILITIES, S3_LIMITS, assertStorable, partSizeFor } from "./limits.ts";
 import { copyInParts, copySource } from "./copy-parts.ts";
+import { copyRequestOptions } from "./deadline-handler.ts";
 import type { LeanS3 } from "./lean.ts";
-import { toDestinationError } from "./s3-error.ts";
+import { s3Status, toDestinationError } from "./s3-error.ts";
+import { uploadStream } from "./upload.ts";
+import { formatS3Uri, s3Object } from "./uri.ts";
 import type { S3Location } from "./uri.ts";
 
 const MiB = 1024 * 1024;
@@ -34,6 +46,8 @@ export interface TransferSizes {
   copyPartSizeBytes: number;
   /** Parts of one server-side copy in flight at once. */
   copyPartConcurrency: number;
+  /** Keys per ListObjectsV2 page; undefined: S3's own page (1,000, also its most). */
+  listPageKeys?: number | undefined;
 }
 
 export const defaultTransferSizes: TransferSizes = {
@@ -45,35 +59,14 @@ export const defaultTransferSizes: TransferSizes = {
   copyPartConcurrency: 8,
 };
 
-/** What a mirrored object carries besides its bytes, exactly as S3 should store it. */
-export interface ObjectMeta {
-  contentType: string | undefined;
-  /** User metadata by lower-case name, values already header-safe (see gatewayMetadata). */
-  metadata: Record<string, string>;
-}
-
-export interface ListedObject {
-  /** Relative to the destination prefix. */
-  path: string;
-  size: number;
-  etag: string;
-}
-
-/** What HEAD tells about a mirrored object. */
-export interface HeadResult {
-  size: number;
-  etag: string;
-  contentType: string | undefined;
-  metadata: Record<string, string>;
-}
-
-/** Writes, deletes and lists objects under one `s3://bucket/prefix/`. */
-export class S3Destination {
+/** The S3 backend of the destination contract: objects under one `s3://bucket/prefix/`. */
+export class S3Destination implements Destination {
   readonly bucket: string;
   readonly prefix: string;
+  readonly uri: string;
+  readonly capabilities = S3_CAPABILITIES;
   readonly #s3: S3Client;
   readonly #sizes: TransferSizes;
-
   readonly #lean: LeanS3 | undefined;
 
   /**
@@ -90,6 +83,7 @@ export class S3Destination {
     this.#s3 = s3;
     this.bucket = location.bucket;
     this.prefix = location.prefix;
+    this.uri = formatS3Uri(location);
     this.#sizes = { ...defaultTransferSizes, ...sizes };
     this.#lean = lean;
   }
@@ -98,17 +92,27 @@ export class S3Destination {
     return this.prefix + path;
   }
 
-  /** Copies inside the object store: no bytes pass through this process. */
+  describe(path = ""): string {
+    return this.uri + path;
+  }
+
+  at(prefix: string): S3Destination {
+    return new S3Destination(this.#s3, { bucket: this.bucket, prefix }, this.#sizes, this.#lean);
+  }
+
+  /** CopyObject (UploadPartCopy above the threshold): no bytes pass through this process. */
   async serverSideCopy(
-    source: { bucket: string; key: string },
+    from: StorageAddress,
     path: string,
     size: number,
     meta: ObjectMeta,
     signal?: AbortSignal,
+    fence?: () => void,
   ): Promise<void> {
+    const source = s3Object(from);
     assertStorable(size, path);
     const Key = this.key(path);
-    const what = `copy s3://${source.bucket}/${source.key} to s3://${this.bucket}/${Key}`;
+    const what = `copy s3://${source.bucket}/${source.key} to ${this.describe(path)}`;
     try {
       if (size >= this.#sizes.copyMultipartThresholdBytes) {
         await copyInParts(this.#s3, {
@@ -123,10 +127,12 @@ export class S3Destination {
           ),
           concurrency: this.#sizes.copyPartConcurrency,
           signal,
+          fence,
         });
         return;
       }
       const route = await this.#lean?.route(this.bucket);
+      fence?.();
       if (route) {
         await this.#lean!.copyObject(
           what,
@@ -136,6 +142,7 @@ export class S3Destination {
             key: Key,
             contentType: meta.contentType,
             metadata: meta.metadata,
+            size,
           },
           signal,
         );
@@ -151,170 +158,137 @@ export class S3Destination {
           ContentType: meta.contentType,
           Metadata: meta.metadata,
         }),
-        { abortSignal: signal },
+        // The request does not say how many bytes S3 copies before it answers; its deadline does.
+        copyRequestOptions(size, signal),
       );
     } catch (err) {
+      if (err instanceof LeaseLostError) throw err;
       throw toDestinationError(err, what);
     }
   }
 
-  /**
-   * Uploads a stream of known size: one PutObject, or a multipart upload above the threshold
-   * with parts large enough for S3's 10,000-part limit. Parts in flight are bounded so that a
-   * huge object's larger parts do not multiply the memory one upload holds.
-   */
-  async putStream(
+  /** See uploadStream: one PutObject, or a multipart upload above the threshold. */
+  putStream(
     path: string,
     body: Readable,
     size: number,
     meta: ObjectMeta,
     signal?: AbortSignal,
+    fence?: () => void,
   ): Promise<void> {
-    const Key = this.key(path);
-    const what = `upload s3://${this.bucket}/${Key}`;
-    const params = {
-      Bucket: this.bucket,
-      Key,
-      Body: body,
-      ContentType: meta.contentType,
-      Metadata: meta.metadata,
-    };
-    // The SDK pipes the body into its request, and a pipe does not pass a source's error on:
-    // a body cut short (lakeFS's answer broken off) would leave the upload waiting for bytes
-    // that never come. The body's error aborts the request instead.
-    const ac = new AbortController();
-    const onAbort = () => ac.abort(signal?.reason);
-    if (signal?.aborted) onAbort();
-    signal?.addEventListener("abort", onAbort, { once: true });
-    let bodyError: unknown;
-    const onBodyError = (err: unknown) => {
-      bodyError ??= err;
-      ac.abort(err);
-    };
-    // Kept for the body's whole life: an error after the upload must not go unhandled either.
-    body.on("error", onBodyError);
+    return uploadStream(this.#s3, {
+      bucket: this.bucket,
+      key: this.key(path),
+      path,
+      what: `upload ${this.describe(path)}`,
+      body,
+      size,
+      meta,
+      multipartThresholdBytes: this.#sizes.multipartThresholdBytes,
+      multipartPartSizeBytes: this.#sizes.multipartPartSizeBytes,
+      multipartQueueSize: this.#sizes.multipartQueueSize,
+      signal,
+      fence,
+    });
+  }
+
+  async put(
+    path: string,
+    body: string | Uint8Array,
+    meta: ObjectMeta,
+    signal?: AbortSignal,
+  ): Promise<void> {
     try {
-      assertStorable(size, path);
-      if (size < this.#sizes.multipartThresholdBytes) {
-        await this.#s3.send(new PutObjectCommand({ ...params, ContentLength: size }), {
-          abortSignal: ac.signal,
-        });
-        return;
-      }
-      const partSize = partSizeFor(size, this.#sizes.multipartPartSizeBytes);
-      const budget = this.#sizes.multipartPartSizeBytes * this.#sizes.multipartQueueSize;
-      // Loaded here: most exports never stream an object this large, and the module costs
-      // start-up time to every one-off CLI run.
-      const { Upload } = await import("@aws-sdk/lib-storage");
-      const upload = new Upload({
-        client: this.#s3,
-        params,
-        partSize,
-        queueSize: Math.max(
-          1,
-          Math.min(this.#sizes.multipartQueueSize, Math.floor(budget / partSize)),
-        ),
-        leavePartsOnError: false,
-      });
-      const stop = () => void upload.abort();
-      ac.signal.addEventListener("abort", stop, { once: true });
-      try {
-        await upload.done();
-      } finally {
-        ac.signal.removeEventListener("abort", stop);
-      }
+      await this.#s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(path),
+          Body: body,
+          ContentType: meta.contentType,
+          Metadata: meta.metadata,
+        }),
+        { abortSignal: signal },
+      );
     } catch (err) {
-      body.destroy();
-      if (err instanceof ObjectRefusedError) throw err;
-      throw toDestinationError(bodyError ?? err, what);
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
+      throw toDestinationError(err, `write ${this.describe(path)}`);
     }
   }
 
-  async putText(
+  putText(
     path: string,
     text: string,
     signal?: AbortSignal,
     contentType = "text/plain; charset=utf-8",
   ): Promise<void> {
-    const Key = this.key(path);
-    try {
-      await this.#s3.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key, Body: text, ContentType: contentType }),
-        { abortSignal: signal },
-      );
-    } catch (err) {
-      throw toDestinationError(err, `write s3://${this.bucket}/${Key}`);
-    }
+    return this.put(path, text, { contentType, metadata: {} }, signal);
   }
 
   /**
-   * Writes a small object only if its current ETag matches (`ifMatch`) or it does not exist yet
-   * (`ifNoneMatch: "*"`), the S3 conditional writes AWS and MinIO honour. Returns the new ETag,
-   * or undefined when the condition did not hold (412, or 409 for a concurrent conditional write).
+   * `If-None-Match: *` to create, `If-Match: <ETag>` to replace: the S3 conditional writes AWS
+   * and MinIO honour. 412, or 409 for a concurrent conditional write, is a condition that did
+   * not hold. A replace of a missing key is 404 NoSuchKey: a DestinationError "NotFound".
    */
   async putConditional(
     path: string,
     text: string,
-    condition: { ifMatch: string } | { ifNoneMatch: "*" },
+    condition: WriteCondition,
     signal?: AbortSignal,
   ): Promise<string | undefined> {
-    const Key = this.key(path);
     try {
       const res = await this.#s3.send(
         new PutObjectCommand({
           Bucket: this.bucket,
-          Key,
+          Key: this.key(path),
           Body: text,
           ContentType: "application/json",
-          ...("ifMatch" in condition
-            ? { IfMatch: condition.ifMatch }
-            : { IfNoneMatch: condition.ifNoneMatch }),
+          ...("ifVersion" in condition ? { IfMatch: condition.ifVersion } : { IfNoneMatch: "*" }),
         }),
         { abortSignal: signal },
       );
       return res.ETag ?? "";
     } catch (err) {
-      const status = err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined;
+      const status = s3Status(err);
       if (status === 412 || status === 409) return undefined;
-      throw toDestinationError(err, `write s3://${this.bucket}/${Key} conditionally`);
+      throw toDestinationError(err, `write ${this.describe(path)} conditionally`);
     }
   }
 
-  /** A small object's text with its ETag, or undefined when there is no such key. */
-  async getWithEtag(
-    path: string,
-    signal?: AbortSignal,
-  ): Promise<{ text: string; etag: string } | undefined> {
-    const Key = this.key(path);
+  /** A small object's text with its ETag as the version, or undefined when there is no such key. */
+  async getVersioned(path: string, signal?: AbortSignal): Promise<VersionedText | undefined> {
     try {
-      const res = await this.#s3.send(new GetObjectCommand({ Bucket: this.bucket, Key }), {
-        abortSignal: signal,
-      });
-      return { text: (await res.Body?.transformToString("utf8")) ?? "", etag: res.ETag ?? "" };
+      const res = await this.#s3.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.key(path) }),
+        { abortSignal: signal },
+      );
+      return { text: (await res.Body?.transformToString("utf8")) ?? "", version: res.ETag ?? "" };
     } catch (err) {
-      if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)
-        return undefined;
-      throw toDestinationError(err, `read s3://${this.bucket}/${Key}`);
+      if (s3Status(err) === 404) return undefined;
+      throw toDestinationError(err, `read ${this.describe(path)}`);
     }
   }
 
-  /** A small object's text, or undefined when there is no such key. */
   async getText(path: string, signal?: AbortSignal): Promise<string | undefined> {
-    return (await this.getWithEtag(path, signal))?.text;
+    return (await this.getVersioned(path, signal))?.text;
   }
 
-  /**
-   * Deletes up to 1,000 paths in one DeleteObjects request (the S3 limit). Deleting a missing
-   * key is a success in S3, so a re-run is harmless. Returns the paths S3 refused, with why.
-   */
-  async deleteBatch(
-    paths: string[],
-    signal?: AbortSignal,
-  ): Promise<{ path: string; error: string }[]> {
+  async read(path: string, signal?: AbortSignal): Promise<Readable | undefined> {
+    try {
+      const res = await this.#s3.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.key(path) }),
+        { abortSignal: signal },
+      );
+      return res.Body as Readable;
+    } catch (err) {
+      if (s3Status(err) === 404) return undefined;
+      throw toDestinationError(err, `read ${this.describe(path)}`);
+    }
+  }
+
+  /** DeleteObjects, up to 1,000 keys (the S3 limit); Quiet, so only refusals come back. */
+  async deleteBatch(paths: string[], signal?: AbortSignal): Promise<DeleteRefusal[]> {
     if (paths.length === 0) return [];
-    if (paths.length > 1000) throw new TypeError("deleteBatch takes at most 1000 paths");
+    if (paths.length > this.capabilities.maxDeleteBatch)
+      throw new TypeError(`deleteBatch takes at most ${this.capabilities.maxDeleteBatch} paths`);
     try {
       const res = await this.#s3.send(
         new DeleteObjectsCommand({
@@ -328,41 +302,32 @@ export class S3Destination {
         error: `${e.Code ?? "Error"}: ${e.Message ?? ""}`.trim(),
       }));
     } catch (err) {
-      throw toDestinationError(
-        err,
-        `delete ${paths.length} keys under s3://${this.bucket}/${this.prefix}`,
-      );
+      throw toDestinationError(err, `delete ${paths.length} keys under ${this.uri}`);
     }
   }
 
   async head(path: string, signal?: AbortSignal): Promise<HeadResult | undefined> {
+    const what = `head ${this.describe(path)}`;
     try {
       const route = await this.#lean?.route(this.bucket);
-      if (route)
-        return await this.#lean!.headObject(
-          `head s3://${this.bucket}/${this.key(path)}`,
-          route,
-          this.key(path),
-          signal,
-        );
+      if (route) return await this.#lean!.headObject(what, route, this.key(path), signal);
       const res = await this.#s3.send(
         new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }),
         { abortSignal: signal },
       );
       return {
         size: res.ContentLength ?? 0,
-        etag: (res.ETag ?? "").replaceAll('"', ""),
+        contentId: (res.ETag ?? "").replaceAll('"', ""),
         contentType: res.ContentType,
         metadata: res.Metadata ?? {},
       };
     } catch (err) {
-      if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)
-        return undefined;
-      throw toDestinationError(err, `head s3://${this.bucket}/${this.key(path)}`);
+      if (s3Status(err) === 404) return undefined;
+      throw toDestinationError(err, what);
     }
   }
 
-  /** Every object under the prefix (or a sub-prefix of it), a page at a time, in key order. */
+  /** ListObjectsV2, which lists keys in UTF-8 binary order (the S3 API reference). */
   async *list(subPrefix = "", signal?: AbortSignal): AsyncGenerator<ListedObject[]> {
     let ContinuationToken: string | undefined;
     do {
@@ -373,16 +338,18 @@ export class S3Destination {
             Bucket: this.bucket,
             Prefix: this.prefix + subPrefix,
             ContinuationToken,
+            MaxKeys: this.#sizes.listPageKeys,
           }),
           { abortSignal: signal },
         );
       } catch (err) {
-        throw toDestinationError(err, `list s3://${this.bucket}/${this.prefix}${subPrefix}`);
+        throw toDestinationError(err, `list ${this.describe(subPrefix)}`);
       }
       yield (res.Contents ?? []).map((o) => ({
         path: (o.Key ?? "").slice(this.prefix.length),
         size: o.Size ?? 0,
-        etag: (o.ETag ?? "").replaceAll('"', ""),
+        contentId: (o.ETag ?? "").replaceAll('"', ""),
+        lastModified: o.LastModified ?? new Date(0),
       }));
       ContinuationToken = res.IsTruncated ? res.NextContinuationToken : undefined;
     } while (ContinuationToken);

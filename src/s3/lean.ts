@@ -4,7 +4,15 @@ import { SignatureV4 } from "@smithy/signature-v4";
 import type { HttpRequest as SmithyRequest } from "@smithy/types";
 import { Agent } from "undici";
 import type { Dispatcher } from "undici";
+import {
+  assertDeadlines,
+  defaultDeadlines,
+  firstByteDeadline,
+  requestTimeout,
+} from "../http/deadlines.ts";
+import type { Deadlines, Work } from "../http/deadlines.ts";
 import { withRetry } from "../retry.ts";
+import { S3_LIMITS } from "./limits.ts";
 import { S3Answer, toDestinationError } from "./s3-error.ts";
 
 /** SHA-256 of an empty body, the payload hash of a request without one. */
@@ -52,9 +60,18 @@ function xmlField(body: string, name: string): string | undefined {
 
 export interface LeanOptions {
   connectTimeoutMs: number;
-  /** Longest silence waiting for headers or between body chunks. */
-  idleTimeoutMs: number;
+  /** The S3 client's request deadlines (see src/http/deadlines.ts). */
+  deadlines?: Partial<Deadlines> | undefined;
   maxSockets: number;
+}
+
+/** What one lean request is and how its deadlines are set. */
+interface LeanRequest {
+  method: "PUT" | "HEAD";
+  key: string;
+  headers: Record<string, string>;
+  /** What the server does before it answers; copies answer only once they have copied. */
+  work?: Work | undefined;
 }
 
 /**
@@ -73,15 +90,20 @@ export interface LeanOptions {
 export class LeanS3 {
   readonly #client: S3Client;
   readonly #agent: Agent;
+  readonly #deadlines: Deadlines;
+  readonly #connectTimeoutMs: number;
   readonly #routes = new Map<string, Promise<BucketRoute | undefined>>();
 
   constructor(client: S3Client, options: LeanOptions) {
     this.#client = client;
+    this.#deadlines = { ...defaultDeadlines, ...options.deadlines };
+    assertDeadlines(this.#deadlines, "deadlines");
+    this.#connectTimeoutMs = options.connectTimeoutMs;
+    // Each request sets its own headers and body timeouts (see #send); undici starts the
+    // headers timeout once the request is on a socket, never while it waits for one.
     this.#agent = new Agent({
       connections: options.maxSockets,
       connect: { timeout: options.connectTimeoutMs },
-      headersTimeout: options.idleTimeoutMs,
-      bodyTimeout: options.idleTimeoutMs,
       keepAliveTimeout: 4_000,
     });
   }
@@ -155,6 +177,8 @@ export class LeanS3 {
       key: string;
       contentType: string | undefined;
       metadata: Record<string, string>;
+      /** The bytes copied: S3 copies them before it answers, so the deadline scales with them. */
+      size?: number | undefined;
     },
     signal?: AbortSignal,
   ): Promise<void> {
@@ -165,7 +189,10 @@ export class LeanS3 {
     if (input.contentType !== undefined) headers["content-type"] = input.contentType;
     for (const [name, value] of Object.entries(input.metadata))
       headers[`x-amz-meta-${name}`] = value;
-    await this.#send(what, route, "PUT", input.key, headers, signal, async (res) => {
+    // Without a size, the deadline allows for the largest CopyObject S3 takes.
+    const work = { bytes: input.size ?? S3_LIMITS.maxPartBytes };
+    const req: LeanRequest = { method: "PUT", key: input.key, headers, work };
+    await this.#send(what, route, req, signal, async (res) => {
       // CopyObject can answer 200 and still fail: the error is in the body.
       const body = await res.body.text();
       if (body.includes("<Error>")) throw this.#bodyError(body, 200);
@@ -181,7 +208,7 @@ export class LeanS3 {
   ): Promise<
     | {
         size: number;
-        etag: string;
+        contentId: string;
         contentType: string | undefined;
         metadata: Record<string, string>;
       }
@@ -190,9 +217,7 @@ export class LeanS3 {
     return this.#send(
       what,
       route,
-      "HEAD",
-      key,
-      {},
+      { method: "HEAD", key, headers: {} },
       signal,
       async (res) => {
         // A HEAD answer has no body; consuming it returns the connection to the pool.
@@ -211,7 +236,7 @@ export class LeanS3 {
         }
         return {
           size: Number(one("content-length") ?? 0),
-          etag: (one("etag") ?? "").replaceAll('"', ""),
+          contentId: (one("etag") ?? "").replaceAll('"', ""),
           contentType: one("content-type"),
           metadata,
         };
@@ -223,19 +248,28 @@ export class LeanS3 {
   async #send<T>(
     what: string,
     route: BucketRoute,
-    method: "PUT" | "HEAD",
-    key: string,
-    extra: Record<string, string>,
+    lean: LeanRequest,
     signal: AbortSignal | undefined,
     onOk: (res: Dispatcher.ResponseData) => Promise<T>,
     notFoundIsUndefined = false,
   ): Promise<T> {
+    const { method, key, headers: extra, work } = lean;
     const maxAttempts = await this.#client.config.maxAttempts();
     const path = route.keyPath + encodeKey(key);
+    const d = this.#deadlines;
+    let attempt = 0;
     // The project's retry loop with the client's attempt count and the standard strategy's
     // back-off (full jitter on 100 ms doubling, at most 20 s).
     return withRetry(
       async () => {
+        attempt++;
+        const firstByteMs = firstByteDeadline(d, work, attempt);
+        // Amazon S3 may send a copy's 200 header at once, then whitespace while it copies and
+        // the result at the end (CopyObject's API reference); MinIO answers when it is done.
+        // So after its headers a copy's answer gets the copy's deadline again, as a whole, and
+        // its silences are not cut before that.
+        const bodyMs = work ? Math.max(firstByteMs, d.idleMs) : d.idleMs;
+        let answerTimer: NodeJS.Timeout | undefined;
         try {
           const signed = await route.signer.sign({
             method,
@@ -256,7 +290,14 @@ export class LeanS3 {
             path,
             headers: signed.headers,
             ...(signal ? { signal } : {}),
+            headersTimeout: firstByteMs,
+            bodyTimeout: bodyMs,
           });
+          if (work)
+            answerTimer = setTimeout(
+              () => res.body.destroy(requestTimeout("the request", "response body", bodyMs)),
+              bodyMs,
+            ).unref();
           if (res.statusCode >= 200 && res.statusCode < 300) return await onOk(res);
           if (res.statusCode === 404 && notFoundIsUndefined) {
             await res.body.dump();
@@ -267,7 +308,9 @@ export class LeanS3 {
           if (method === "HEAD") await res.body.dump();
           throw this.#bodyError(body, res.statusCode);
         } catch (err) {
-          throw toDestinationError(err, what);
+          throw toDestinationError(this.#timeoutOf(err, firstByteMs, bodyMs), what);
+        } finally {
+          clearTimeout(answerTimer);
         }
       },
       {
@@ -281,6 +324,20 @@ export class LeanS3 {
         },
       },
     );
+  }
+
+  /** undici's timeout errors as the project's coded RequestTimeoutError. */
+  #timeoutOf(err: unknown, firstByteMs: number, bodyMs: number): unknown {
+    switch ((err as { code?: unknown }).code) {
+      case "UND_ERR_HEADERS_TIMEOUT":
+        return requestTimeout("the request", "first byte", firstByteMs, err);
+      case "UND_ERR_BODY_TIMEOUT":
+        return requestTimeout("the request", "response body", bodyMs, err);
+      case "UND_ERR_CONNECT_TIMEOUT":
+        return requestTimeout("the request", "connection", this.#connectTimeoutMs, err);
+      default:
+        return err;
+    }
   }
 
   #bodyError(body: string, status: number): S3Answer {

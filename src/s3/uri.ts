@@ -1,3 +1,5 @@
+import type { StorageAddress, StorageLocation } from "../destination/destination.ts";
+import type { DestinationScheme } from "../destination/schemes.ts";
 import { UsageError } from "../errors.ts";
 
 export interface S3Location {
@@ -37,3 +39,27 @@ export function parsePhysicalAddress(address: string): { bucket: string; key: st
 export function formatS3Uri(loc: S3Location): string {
   return `s3://${loc.bucket}/${loc.prefix}`;
 }
+
+/** A location in the project's neutral form. */
+export function s3Location(loc: S3Location): StorageLocation {
+  return { scheme: "s3", container: loc.bucket, prefix: loc.prefix };
+}
+
+/** The bucket and key a StorageAddress of scheme "s3" names. */
+export function s3Object(address: StorageAddress): { bucket: string; key: string } {
+  if (address.scheme !== "s3") throw new TypeError(`not an S3 address: ${address.scheme}://`);
+  return { bucket: address.container, key: address.key };
+}
+
+/** S3 URIs for the destination registry (src/destination/schemes.ts). */
+export const s3Scheme: DestinationScheme = {
+  scheme: "s3",
+  forms: ["s3://bucket/prefix/"],
+  matches: (uri) => /^s3a?:\/\//.test(uri),
+  parseLocation: (uri) => s3Location(parseS3Uri(uri)),
+  formatLocation: (loc) => formatS3Uri({ bucket: loc.container, prefix: loc.prefix }),
+  parseAddress(uri) {
+    const o = parsePhysicalAddress(uri);
+    return o && { scheme: "s3", container: o.bucket, key: o.key };
+  },
+};

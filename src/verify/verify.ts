@@ -1,13 +1,12 @@
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
-import { GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
-import type { S3Client } from "@aws-sdk/client-s3";
+import type { Destination, ListedObject } from "../destination/destination.ts";
 import { compareUtf8, flatten } from "../export/order.ts";
 import { TaskPool } from "../export/pool.ts";
 import { isReservedPath } from "../export/reserved.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
+import type { GatewayReader } from "../lakefs/gateway.ts";
 import type { ObjectStats } from "../lakefs/types.ts";
-import type { ListedObject, S3Destination } from "../s3/destination.ts";
 
 export interface Difference {
   kind: "missing" | "extra" | "size" | "content" | "metadata";
@@ -23,18 +22,17 @@ export interface VerifyResult {
 
 export interface VerifyOptions {
   lakefs: LakefsClient;
-  s3: S3Client;
   repository: string;
   ref: string;
-  destination: S3Destination;
+  destination: Destination;
   concurrency?: number;
   /**
-   * An S3 client for the lakeFS S3 gateway (lakeFS's address, lakeFS credentials). With it,
-   * Content-Type and user metadata are compared too: the expectation is what the gateway
-   * serves for the object (one HEAD on each side per object), independent of how lakefs-mirror
-   * maps metadata when it writes.
+   * The lakeFS S3 gateway (lakeFS's address, lakeFS credentials). With it, Content-Type and user
+   * metadata are compared too: the expectation is what the gateway serves for the object (one
+   * HEAD on each side per object), independent of how lakefs-mirror maps metadata when it
+   * writes; a backend that maps names gives them back unmapped in its `head`.
    */
-  gateway?: S3Client | undefined;
+  gateway?: GatewayReader | undefined;
   signal?: AbortSignal;
 }
 
@@ -48,8 +46,9 @@ async function sha256(stream: Readable): Promise<string> {
 
 /**
  * Compares a mirror with a commit by walking both sorted listings side by side (memory does not
- * grow with the number of objects). Sizes always; content by ETag where both sides carry one
- * that says (equal ETags, or two plain MD5s), else by hashing both streams; Content-Type and
+ * grow with the number of objects). Sizes always; content by lakeFS's checksum where the
+ * destination's contentId is one (`capabilities.contentIdIsChecksum`) and says (equal, or two
+ * plain MD5s), else by hashing both streams; Content-Type and
  * metadata against what the lakeFS S3 gateway serves. Status files and `_lakefs_mirror/` at
  * the mirror's root are lakefs-mirror's own, not extras.
  */
@@ -104,37 +103,31 @@ async function compareObject(
       detail: `${size} in lakeFS, ${copy.size} in the mirror`,
     };
   const checksum = obj.checksum.replaceAll('"', "");
-  if (checksum === copy.etag) {
-    // Equal ETags: equal bytes.
-  } else if (plainMd5.test(checksum) && plainMd5.test(copy.etag)) {
-    return { kind: "content", path: obj.path, detail: `md5 ${checksum} != ${copy.etag}` };
+  const comparable = dest.capabilities.contentIdIsChecksum;
+  if (comparable && checksum === copy.contentId) {
+    // Equal checksums: equal bytes.
+  } else if (comparable && plainMd5.test(checksum) && plainMd5.test(copy.contentId)) {
+    return { kind: "content", path: obj.path, detail: `md5 ${checksum} != ${copy.contentId}` };
   } else {
     const [a, b] = await Promise.all([
       lakefs.getObject(repository, commitId, obj.path, signal).then((r) => sha256(r.body)),
-      options.s3
-        .send(new GetObjectCommand({ Bucket: dest.bucket, Key: dest.key(obj.path) }), {
-          abortSignal: signal,
-        })
-        .then((r) => sha256(r.Body as Readable)),
+      dest.read(obj.path, signal).then((body) => (body ? sha256(body) : "(gone)")),
     ]);
     if (a !== b) return { kind: "content", path: obj.path, detail: `sha256 ${a} != ${b}` };
   }
   if (options.gateway) {
     const [want, got] = await Promise.all([
-      options.gateway.send(
-        new HeadObjectCommand({ Bucket: repository, Key: `${commitId}/${obj.path}` }),
-        { abortSignal: signal },
-      ),
+      options.gateway.head(repository, commitId, obj.path, signal),
       dest.head(obj.path, signal),
     ]);
-    if (want.ContentType !== got?.contentType) {
+    if (want.contentType !== got?.contentType) {
       return {
         kind: "metadata",
         path: obj.path,
-        detail: `content-type ${want.ContentType} != ${got?.contentType}`,
+        detail: `content-type ${want.contentType} != ${got?.contentType}`,
       };
     }
-    const a = JSON.stringify(sorted(want.Metadata ?? {}));
+    const a = JSON.stringify(sorted(want.metadata));
     const b = JSON.stringify(sorted(got?.metadata ?? {}));
     if (a !== b) return { kind: "metadata", path: obj.path, detail: `metadata ${a} != ${b}` };
   }

@@ -7,14 +7,21 @@
 // into separate objects on its side (one request per 50,000 objects instead of one each);
 // then lakeFS imports that prefix (its import API writes the commit's ranges from one
 // listing, without staging each path). The repository's first commit (before the import)
-// against the import commit is the 1,000,000-entry diff.
+// against the import commit is the 1,000,000-entry diff. The same diff the other way (the
+// import commit against a branch made from the first commit) is 1,000,000 deletes, exported
+// with the delta preset (deletes last, so every delete waits for the copies: the case of a
+// VACUUM or a hard reset) into the full export's prefix, where the million keys are.
 // BENCH_MILLION_OBJECTS changes the count (a small one checks the script itself).
+// BENCH_MILLION_ONLY=deletes measures only the deletes, into an empty prefix (each delete
+// hits a missing key, a no-op for S3): the million objects and the import are still made,
+// the hour of the two other rows is saved.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { TaskPool } from "../../src/export/pool.ts";
+import { createS3Client } from "../../src/s3/client.ts";
 import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
 import { markdown } from "./report.ts";
@@ -23,6 +30,9 @@ import { binNodeFlags, measureExport, repoRoot } from "./tools.ts";
 
 const M = Number(process.env.BENCH_MILLION_OBJECTS ?? 1_000_000);
 const PER_ARCHIVE = 50_000;
+const ONLY = process.env.BENCH_MILLION_ONLY ?? "";
+if (ONLY !== "" && ONLY !== "deletes")
+  throw new Error(`BENCH_MILLION_ONLY must be "deletes" or unset, got "${ONLY}"`);
 
 /** 1,000 partitions of 1,000 files, as a partitioned table would lay them out. */
 const keyOf = (i: number) => `m/part=${String(i % 1000).padStart(4, "0")}/object-${i}.bin`;
@@ -67,6 +77,17 @@ function archive(from: number, to: number): { body: Buffer; bytes: number } {
 
 /** Writes the M objects into `bucket` through MinIO's archive auto-extraction. */
 async function writeObjects(stack: Stack, bucket: string): Promise<number> {
+  // MinIO answers an archive PUT once it has extracted every file, which on a loaded machine
+  // takes minutes with no byte on the wire: a client that waits that long.
+  const s3 = createS3Client({
+    endpoint: stack.env.AWS_ENDPOINT_URL,
+    region: stack.env.AWS_REGION,
+    credentials: {
+      accessKeyId: stack.env.AWS_ACCESS_KEY_ID,
+      secretAccessKey: stack.env.AWS_SECRET_ACCESS_KEY,
+    },
+    idleTimeoutMs: 30 * 60_000,
+  });
   const pool = new TaskPool(2);
   let bytes = 0;
   for (let from = 0; from < M; from += PER_ARCHIVE) {
@@ -74,7 +95,7 @@ async function writeObjects(stack: Stack, bucket: string): Promise<number> {
     const a = archive(from, to);
     bytes += a.bytes;
     await pool.submit(async () => {
-      await stack.s3.send(
+      await s3.send(
         new PutObjectCommand({
           Bucket: bucket,
           Key: `archive-${from}.tar.gz`,
@@ -87,6 +108,7 @@ async function writeObjects(stack: Stack, bucket: string): Promise<number> {
     });
   }
   await pool.drain();
+  s3.destroy();
   return bytes;
 }
 
@@ -142,26 +164,48 @@ async function main() {
     results.push(u);
     process.stderr.write(`${scenario}: ${u.seconds.toFixed(0)} s, ${u.peakRssMb.toFixed(0)} MB\n`);
   };
-  const full = await mirror([repo, `s3://${dest}/full/`, `--commit_id=${head}`]);
-  record("full", {
-    scenario: `full export, ${M} objects`,
-    tool: "lakefs-mirror",
-    objects: M,
-    bytes,
-    ...full,
-  });
-  const diff = await mirror([
+  if (!ONLY) {
+    const full = await mirror([repo, `s3://${dest}/full/`, `--commit_id=${head}`]);
+    record("full", {
+      scenario: `full export, ${M} objects`,
+      tool: "lakefs-mirror",
+      objects: M,
+      bytes,
+      ...full,
+    });
+    const diff = await mirror([
+      repo,
+      `s3://${dest}/diff/`,
+      `--prev_commit_id=${base}`,
+      "--branch=main",
+    ]);
+    record("diff", {
+      scenario: `diff of ${M} entries`,
+      tool: "lakefs-mirror",
+      objects: M,
+      bytes,
+      ...diff,
+    });
+  }
+  await stack.lakefs.createBranch(repo, "empty", base);
+  const target = ONLY ? "deletes/" : "full/";
+  const deletes = await mirror([
     repo,
-    `s3://${dest}/diff/`,
-    `--prev_commit_id=${base}`,
-    "--branch=main",
+    `s3://${dest}/${target}`,
+    `--prev_commit_id=${head}`,
+    "--branch=empty",
+    "--rounds=delta",
   ]);
-  record("diff", {
-    scenario: `diff of ${M} entries`,
+  const left = await stack.s3.send(
+    new ListObjectsV2Command({ Bucket: dest, Prefix: `${target}table/`, MaxKeys: 1 }),
+  );
+  if (left.KeyCount) throw new Error(`keys left under ${target}table/ after the deletes`);
+  record("deletes", {
+    scenario: `${M} deletes with deletesLast${ONLY ? " (keys missing)" : ""}`,
     tool: "lakefs-mirror",
     objects: M,
-    bytes,
-    ...diff,
+    bytes: 0,
+    ...deletes,
   });
   await stack.close();
 
@@ -173,15 +217,16 @@ async function main() {
     detail: `${m.seconds.toFixed(0)} s, ${(m.objects / m.seconds).toFixed(0)} objects/s`,
   }));
   const header = [
-    `Command: \`${process.env.BENCH_MILLION_OBJECTS ? `BENCH_MILLION_OBJECTS=${M} ` : ""}npm run bench:million\`, ${new Date().toISOString()}`,
+    `Command: \`${process.env.BENCH_MILLION_OBJECTS ? `BENCH_MILLION_OBJECTS=${M} ` : ""}${ONLY ? `BENCH_MILLION_ONLY=${ONLY} ` : ""}npm run bench:million\`, ${new Date().toISOString()}`,
     `Versions: node ${process.version}, lakeFS v1.86.0, MinIO RELEASE.2026-02-12 (test/stack); ${execFileSync("nproc").toString().trim()} cores shared by the servers and lakefs-mirror (--concurrency=32, node ${binNodeFlags.join(" ")}).`,
-    `Made by: ${steps.join("; ")}. The objects are 1–4 KiB in 1,000 partitions (\`table/part=NNNN/object-I.bin\` in lakeFS); the diff is the repository's first commit against the import commit (${M} added entries).`,
+    `Made by: ${steps.join("; ")}. The objects are 1–4 KiB in 1,000 partitions (\`table/part=NNNN/object-I.bin\` in lakeFS); the diff is the repository's first commit against the import commit (${M} added entries); the deletes are the import commit against a branch made from the first commit (${M} removed entries), exported with \`--rounds=delta\` (deletes last, export.deferredInMemory 10,000) into ${ONLY ? "an empty prefix (every delete hits a missing key)" : "the full export's prefix (every delete removes one of its keys)"}.`,
   ];
   const text = markdown(header, results, checks);
   process.stdout.write(text);
   const dir = `${repoRoot}test/bench/results`;
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, M === 1_000_000 ? "million.md" : `million-${M}.md`), text);
+  const name = `million${M === 1_000_000 ? "" : `-${M}`}${ONLY ? `-${ONLY}` : ""}.md`;
+  writeFileSync(join(dir, name), text);
 }
 
 await main();

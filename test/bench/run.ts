@@ -29,6 +29,7 @@ import {
   mcEnv,
   measure,
   measureExport,
+  rcloneCommand,
   rcloneEnv,
   rcloneFlags,
   repoRoot,
@@ -73,13 +74,14 @@ async function main() {
     throw new Error("test/stack/up printed no MC: mc was not built (see test/stack/install)");
   const env = { ...process.env, ...stack.env, LOG_LEVEL: "warn" };
   const renv = rcloneEnv(stack.env);
+  const rcloneBin = rcloneCommand(stack.env);
   const menv = mcEnv(stack.env, mkdtempSync(join(tmpdir(), "lakefs-mirror-bench-mc-")));
   const results: Measure[] = [];
   const checks: Check[] = [];
   const latencies: number[] = [];
   const mirror = (args: string[]) => measureExport(args, env);
   const rclone = (from: string, to: string) =>
-    measure("rclone", ["sync", from, to, ...rcloneFlags], renv);
+    measure(rcloneBin.cmd, ["sync", from, to, ...rcloneFlags], renv);
   const mcMirror = (from: string, to: string) =>
     measure(mc, ["mirror", "--overwrite", "--remove", from, to], menv);
   const record = (scenario: string, tool: string, objects: number, bytes: number, u: Usage) => {
@@ -365,7 +367,7 @@ async function main() {
   });
   const header = [
     `Command: \`${commandLine()}\`, ${new Date().toISOString()}`,
-    `Versions: node ${process.version}, ${versionOf("rclone", ["version"])}, ${versionOf(mc, ["--version"]).replace("DEVELOPMENT.GOGET", "built from its Go module")}, lakeFS v1.86.0, MinIO RELEASE.2026-02-12 (test/stack); ${execFileSync("nproc").toString().trim()} cores shared by the servers and the contenders.`,
+    `Versions: node ${process.version}, ${versionOf(rcloneBin.cmd, ["version"])} (${rcloneBin.origin}), ${versionOf(mc, ["--version"]).replace("DEVELOPMENT.GOGET", "built from its Go module")}, lakeFS v1.86.0, MinIO RELEASE.2026-02-12 (test/stack); ${execFileSync("nproc").toString().trim()} cores shared by the servers and the contenders.`,
     `Flags: lakefs-mirror --concurrency=32 (node ${nodeFlags.join(" ")}, as its bin's first line); rclone ${rcloneFlags.join(" ")}; mc mirror --overwrite --remove. CPU seconds are the contender's own process (user + system), not the servers'. Ratios: the peer's wall time over ours (above 1 = faster than the peer).`,
   ];
   const text = markdown(header, results, checks);

@@ -6,6 +6,8 @@ import { fileURLToPath } from "node:url";
 import type { StackEnv } from "../helpers/stack.ts";
 
 const measureScript = fileURLToPath(new URL("measure.py", import.meta.url));
+const installScript = fileURLToPath(new URL("../stack/install", import.meta.url));
+const upScript = fileURLToPath(new URL("../stack/up", import.meta.url));
 
 export const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 export const cliEntry = `${repoRoot}dist/cli/bin.js`;
@@ -62,6 +64,22 @@ export function measureExport(args: string[], env: NodeJS.ProcessEnv): Promise<U
     [...binNodeFlags, cliEntry, "export", ...args, "--concurrency=32"],
     env,
   );
+}
+
+/**
+ * The rclone the bench runs: the one test/stack/install builds from its Go module (the stack's
+ * `RCLONE`), built first when missing (several minutes, once per machine). Only when that build
+ * fails does the bench run whichever `rclone` is on PATH, and says so here and in its results.
+ */
+export function rcloneCommand(e: StackEnv): { cmd: string; origin: string } {
+  let built = e.RCLONE;
+  if (!built) {
+    execFileSync(installScript, ["rclone"], { stdio: ["ignore", "inherit", "inherit"] });
+    built = /^export RCLONE=(.+)$/m.exec(execFileSync(upScript).toString())?.[1];
+  }
+  if (built) return { cmd: built, origin: "built from its Go module" };
+  process.stderr.write("warning: the stack has no rclone of its own; using rclone from PATH\n");
+  return { cmd: "rclone", origin: "from PATH" };
 }
 
 /** rclone's remotes `lakefs:` (the lakeFS S3 gateway) and `dest:` (the destination S3). */

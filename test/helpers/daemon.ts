@@ -19,6 +19,8 @@ export interface DaemonSettings {
   forwardToKafka?: boolean;
   token?: string;
   extra?: Record<string, unknown>;
+  /** Environment variables over the stack's (they override the config file, as in a container). */
+  env?: Record<string, string>;
 }
 
 /** A config file for the daemon, pointing at the stack, in a fresh temporary directory. */
@@ -61,7 +63,10 @@ export async function startDaemon(
   parts: Partial<DaemonParts> = {},
 ): Promise<{ daemon: Daemon; url: string; checkpointPath: string }> {
   const { file, checkpointPath } = writeDaemonConfig(stack, s);
-  const config = loadConfig({ env: { ...daemonEnv(stack), LOG_LEVEL: "silent" }, file });
+  const config = loadConfig({
+    env: { ...daemonEnv(stack), LOG_LEVEL: "silent", ...s.env },
+    file,
+  });
   const daemon = new Daemon(config, silentLogger, parts);
   try {
     await daemon.start();
@@ -82,9 +87,13 @@ export interface DaemonProcess {
 }
 
 /** `lakefs-mirror run` as its own process, for kill -9 and signal tests. */
-export function spawnDaemon(stack: Stack, configFile: string): DaemonProcess {
+export function spawnDaemon(
+  stack: Stack,
+  configFile: string,
+  env: Record<string, string> = {},
+): DaemonProcess {
   const child = spawn(process.execPath, ["--import", "tsx", entry, "run", "--config", configFile], {
-    env: { ...daemonEnv(stack), LOG_LEVEL: "info" },
+    env: { ...daemonEnv(stack), LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

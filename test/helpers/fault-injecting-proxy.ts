@@ -1,6 +1,7 @@
 import { Agent, createServer, request } from "node:http";
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { Transform } from "node:stream";
 
 /**
  * Injected faults: a transparent HTTP proxy in front of a real server (the stack's MinIO S3
@@ -18,24 +19,41 @@ import type { AddressInfo, Socket } from "node:net";
  *   before the connection is closed. An empty upstream body means no answer at all.
  * - `stall`: not forwarded; the request body is drained and no answer ever comes, until the
  *   client gives up or the proxy is closed.
+ * - `stallHeaders`: forwarded; the upstream's status and headers are sent, then nothing more:
+ *   the body never starts.
+ * - `stallBody`: forwarded; the status, headers and first half of the upstream's body are sent,
+ *   then nothing more, with the connection left open.
+ * - `stallUpload`: not forwarded; the proxy reads the first half of the request body, then stops
+ *   reading (the client's writes back up) and never answers.
+ *
+ * Besides faults, `setThrottle` makes every passed-through body (both directions) slow but
+ * moving, and `setLag` holds matching answers for a while before sending them, as a server
+ * does that works before it answers (a large copy).
  *
  * Everything else passes through unchanged, Host header included, so AWS SigV4 signatures still
  * verify. Which fault (if any) a request gets is drawn from a seeded PRNG, so a run is repeatable.
  * `setDown(true)` imitates a stopped server: connections are refused and open ones dropped.
  */
 
-export type Fault = "slowdown" | "reset" | "cut" | "stall";
+export type Fault =
+  "slowdown" | "reset" | "cut" | "stall" | "stallHeaders" | "stallBody" | "stallUpload";
 
-/** Probability 0..1 per eligible request, checked in the order slowdown, reset, cut, stall. */
+/**
+ * Probability 0..1 per eligible request, checked in the order slowdown, reset, cut, stall,
+ * stallHeaders, stallBody, stallUpload (a kind at rate 0 draws nothing, so adding kinds does not
+ * change which requests a seed picks for the others).
+ */
 export type FaultRates = Partial<Record<Fault, number>>;
 
 export interface FaultInjectingProxyOptions {
   /**
    * "s3": 503 answers are S3 XML `<Error><Code>SlowDown</Code><Message>…(injected)</Message></Error>`;
-   * "lakefs": JSON `{"message": "… (injected)"}` with 503. An answer to HEAD has no body, so the
-   * AWS SDK names that error "Unknown" (as it does for real S3), not "SlowDown".
+   * "lakefs": JSON `{"message": "… (injected)"}` with 503; "gcs": the JSON API's 429
+   * `rateLimitExceeded`. An answer to HEAD has no body, so the AWS SDK names that error
+   * "Unknown" (as it does for real S3), not "SlowDown". "azure": Azure's throttling answer, 503
+   * with `x-ms-error-code: ServerBusy` and the same code in its XML body.
    */
-  flavor: "s3" | "lakefs";
+  flavor: "s3" | "lakefs" | "gcs" | "azure";
   rates?: FaultRates;
   /** Seed of the deterministic PRNG that decides which requests get a fault; default 1. */
   seed?: number;
@@ -48,6 +66,10 @@ export interface FaultInjectingProxy {
   url: string;
   /** Replaces the rates; `{}` turns faults off. */
   setRates(rates: FaultRates): void;
+  /** Passed-through bodies, both directions, move at about this rate; undefined: full speed. */
+  setThrottle(bytesPerSecond: number | undefined): void;
+  /** Answers to matching requests are held `ms` before they are sent; 0 turns it off. */
+  setLag(ms: number, match?: (method: string, url: string) => boolean): void;
   /**
    * true: close the listener so new connections are refused (ECONNREFUSED) and destroy every open
    * connection, as if the server were stopped; false: listen again on the same port.
@@ -61,7 +83,26 @@ export interface FaultInjectingProxy {
   close(): Promise<void>;
 }
 
-const faultOrder: readonly Fault[] = ["slowdown", "reset", "cut", "stall"];
+const faultOrder: readonly Fault[] = [
+  "slowdown",
+  "reset",
+  "cut",
+  "stall",
+  "stallHeaders",
+  "stallBody",
+  "stallUpload",
+];
+
+/** A stream that lets bytes through at about `bytesPerSecond`, each chunk when its time comes. */
+function throttled(bytesPerSecond: number): Transform {
+  let due = Date.now();
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      due = Math.max(due, Date.now()) + (chunk.length / bytesPerSecond) * 1000;
+      setTimeout(() => done(null, chunk), Math.max(0, due - Date.now()));
+    },
+  });
+}
 
 /** Hop-by-hop headers: they describe one connection, not the message, so they are not relayed. */
 const hopByHop = new Set(["connection", "keep-alive", "proxy-connection", "upgrade"]);
@@ -86,9 +127,39 @@ function seededRandom(seed: number): () => number {
   };
 }
 
-function slowDownBody(flavor: "s3" | "lakefs"): { contentType: string; body: string } {
+function slowDownBody(flavor: "s3" | "lakefs" | "gcs" | "azure"): {
+  status: number;
+  contentType: string;
+  body: string;
+  headers?: Record<string, string>;
+} {
+  if (flavor === "azure") {
+    return {
+      status: 503,
+      contentType: "application/xml",
+      headers: { "x-ms-error-code": "ServerBusy" },
+      body:
+        '<?xml version="1.0" encoding="utf-8"?>\n' +
+        "<Error><Code>ServerBusy</Code><Message>The server is busy. (injected)</Message></Error>",
+    };
+  }
+  if (flavor === "gcs") {
+    // Cloud Storage throttles with 429 and the JSON API's `rateLimitExceeded`.
+    return {
+      status: 429,
+      contentType: "application/json",
+      body: JSON.stringify({
+        error: {
+          code: 429,
+          message: "The rate of requests is too high (injected)",
+          errors: [{ domain: "usageLimits", reason: "rateLimitExceeded" }],
+        },
+      }),
+    };
+  }
   if (flavor === "s3") {
     return {
+      status: 503,
       contentType: "application/xml",
       body:
         '<?xml version="1.0" encoding="UTF-8"?>\n' +
@@ -96,6 +167,7 @@ function slowDownBody(flavor: "s3" | "lakefs"): { contentType: string; body: str
     };
   }
   return {
+    status: 503,
     contentType: "application/json",
     body: JSON.stringify({ message: "service unavailable, slow down (injected)" }) + "\n",
   };
@@ -111,8 +183,18 @@ export async function startFaultInjectingProxy(
   const eligible = options.eligible ?? (() => true);
   const slowDown = slowDownBody(options.flavor);
   let rates: FaultRates = { ...options.rates };
-  const counts: Record<Fault, number> = { slowdown: 0, reset: 0, cut: 0, stall: 0 };
+  const counts: Record<Fault, number> = {
+    slowdown: 0,
+    reset: 0,
+    cut: 0,
+    stall: 0,
+    stallHeaders: 0,
+    stallBody: 0,
+    stallUpload: 0,
+  };
   let forwardedCount = 0;
+  let throttle: number | undefined;
+  let lag: { ms: number; match: (method: string, url: string) => boolean } | undefined;
 
   // Our own pool for upstream connections, so close() can drop them all.
   const agent = new Agent({ keepAlive: true });
@@ -136,6 +218,8 @@ export async function startFaultInjectingProxy(
   ): void {
     forwardedCount++;
     let answered = false;
+    const bps = throttle;
+    const lagMs = lag && lag.ms > 0 && lag.match(req.method ?? "GET", req.url ?? "/") ? lag.ms : 0;
     const fwd = request(
       {
         agent,
@@ -150,7 +234,8 @@ export async function startFaultInjectingProxy(
         up.on("end", () => {
           answered = true;
         });
-        onResponse(up);
+        if (lagMs > 0) setTimeout(() => onResponse(up), lagMs);
+        else onResponse(up);
       },
     );
     fwd.on("error", () => req.socket.destroy());
@@ -158,13 +243,38 @@ export async function startFaultInjectingProxy(
     res.on("close", () => {
       if (!answered && !res.writableFinished) fwd.destroy();
     });
-    req.pipe(fwd);
+    if (bps === undefined) req.pipe(fwd);
+    else req.pipe(throttled(bps)).pipe(fwd);
   }
 
   function passThrough(req: IncomingMessage, res: ServerResponse): void {
+    const bps = throttle;
     forward(req, res, (up) => {
       res.writeHead(up.statusCode ?? 502, endToEnd(up.headers));
-      up.pipe(res);
+      if (bps === undefined) up.pipe(res);
+      else up.pipe(throttled(bps)).pipe(res);
+    });
+  }
+
+  function holdOpen(req: IncomingMessage): void {
+    const socket = req.socket;
+    stalled.add(socket);
+    socket.once("close", () => stalled.delete(socket));
+  }
+
+  /** Forwards, sends the answer's head and `share` of its body, then nothing more. */
+  function stallAnswer(req: IncomingMessage, res: ServerResponse, share: number): void {
+    holdOpen(req);
+    forward(req, res, (up) => {
+      const chunks: Buffer[] = [];
+      up.on("data", (chunk: Buffer) => chunks.push(chunk));
+      up.on("end", () => {
+        const body = Buffer.concat(chunks);
+        res.writeHead(up.statusCode ?? 502, endToEnd(up.headers));
+        res.flushHeaders();
+        const part = body.subarray(0, Math.floor(body.length * share));
+        if (part.length > 0) res.write(part);
+      });
     });
   }
 
@@ -199,7 +309,8 @@ export async function startFaultInjectingProxy(
       case "slowdown":
         req.resume();
         req.on("end", () => {
-          res.writeHead(503, {
+          res.writeHead(slowDown.status, {
+            ...slowDown.headers,
             "content-type": slowDown.contentType,
             "content-length": Buffer.byteLength(slowDown.body),
           });
@@ -213,10 +324,24 @@ export async function startFaultInjectingProxy(
         cut(req, res);
         return;
       case "stall": {
-        const socket = req.socket;
-        stalled.add(socket);
-        socket.once("close", () => stalled.delete(socket));
+        holdOpen(req);
         req.resume();
+        return;
+      }
+      case "stallHeaders":
+        stallAnswer(req, res, 0);
+        return;
+      case "stallBody":
+        stallAnswer(req, res, 0.5);
+        return;
+      case "stallUpload": {
+        holdOpen(req);
+        const half = Number(req.headers["content-length"] ?? 0) / 2;
+        let received = 0;
+        req.on("data", (chunk: Buffer) => {
+          received += chunk.length;
+          if (received >= half) req.pause();
+        });
         return;
       }
     }
@@ -261,6 +386,12 @@ export async function startFaultInjectingProxy(
     url: `http://127.0.0.1:${port}`,
     setRates(next) {
       rates = { ...next };
+    },
+    setThrottle(bytesPerSecond) {
+      throttle = bytesPerSecond;
+    },
+    setLag(ms, match = () => true) {
+      lag = { ms, match };
     },
     async setDown(next) {
       if (closed) throw new Error("fault-injecting proxy is closed");

@@ -13,6 +13,7 @@ import { S3Destination } from "../../src/s3/destination.ts";
 import type { TransferSizes } from "../../src/s3/destination.ts";
 import { parsePhysicalAddress } from "../../src/s3/uri.ts";
 import { verifyMirror } from "../../src/verify/verify.ts";
+import { lakefsGateway } from "../../src/s3/gateway.ts";
 import type { Stack } from "./stack.ts";
 
 export const silentLogger = pino({ level: "silent" });
@@ -159,14 +160,29 @@ export async function assertMirrorEqual(
   bucket: string,
   prefix = "",
 ): Promise<string> {
-  const r = await verifyMirror({
+  const r = await verifyAt(stack, repo, ref, bucket, prefix);
+  assert.deepEqual(r.differences, []);
+  return r.commitId;
+}
+
+/** `verify` of the mirror at `s3://bucket/prefix` against `ref`. */
+function verifyAt(stack: Stack, repo: string, ref: string, bucket: string, prefix: string) {
+  return verifyMirror({
     lakefs: stack.lakefs,
-    s3: stack.s3,
     repository: repo,
     ref,
     destination: new S3Destination(stack.s3, { bucket, prefix }),
-    gateway: stack.gateway,
+    gateway: lakefsGateway(stack.gateway),
   });
-  assert.deepEqual(r.differences, []);
-  return r.commitId;
+}
+
+/** What `verify` finds different between the mirror at `s3://bucket/prefix` and `ref`. */
+export async function mirrorDifferences(
+  stack: Stack,
+  repo: string,
+  ref: string,
+  bucket: string,
+  prefix = "",
+) {
+  return (await verifyAt(stack, repo, ref, bucket, prefix)).differences;
 }

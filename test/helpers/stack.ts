@@ -21,8 +21,29 @@ export interface StackEnv {
   KAFKA_BROKERS: string;
   LAKEFSACTION_MIRROR_TOKEN: string;
   STACK_LAKEFS_BUCKET: string;
+  /** Azurite's Blob service: the account's URL, `http://127.0.0.1:<port>/devstoreaccount1`. */
+  AZURITE_BLOB_ENDPOINT: string;
+  /** Azurite's development account (`devstoreaccount1`) and its well-known key. */
+  AZURE_STORAGE_ACCOUNT: string;
+  AZURE_STORAGE_KEY: string;
+  /** Account, key and Blob endpoint in one, as `BlobServiceClient.fromConnectionString` takes it. */
+  AZURE_STORAGE_CONNECTION_STRING: string;
+  /** fake-gcs-server's base URL: `apiEndpoint` of `@google-cloud/storage`. */
+  GCS_ENDPOINT: string;
+  /**
+   * The same URL, for the Go and Python clients (and lakeFS). Not for `@google-cloud/storage`:
+   * with it in its process environment, that client sends JSON calls to the host's root, where
+   * fake-gcs-server answers 404 (see gcsStorage).
+   */
+  STORAGE_EMULATOR_HOST: string;
+  /** Any project name: fake-gcs-server checks none. */
+  GOOGLE_CLOUD_PROJECT: string;
   /** MinIO's client, built by test/stack/install for the benchmark. */
   MC?: string;
+  /** rclone built from its Go module by test/stack/install (the benchmark's peer), once built. */
+  RCLONE?: string;
+  /** The Python interpreter of the environment with delta-rs (`deltalake`), from test/stack/install. */
+  DELTA_PYTHON?: string;
 }
 
 let cached: Promise<StackEnv> | undefined;
@@ -40,9 +61,16 @@ export function stackEnv(): Promise<StackEnv> {
     const env: Record<string, string> = {};
     for (const line of stdout.split("\n")) {
       const m = /^export ([A-Z_]+)=(.*)$/.exec(line.trim());
-      if (m?.[1] && m[2] !== undefined) env[m[1]] = m[2];
+      // test/stack/up single-quotes a value the shell would split (the connection string's `;`).
+      if (m?.[1] && m[2] !== undefined) env[m[1]] = m[2].replace(/^'(.*)'$/, "$1");
     }
-    for (const k of ["LAKEFS_ENDPOINT", "AWS_ENDPOINT_URL", "KAFKA_BROKERS"]) {
+    for (const k of [
+      "LAKEFS_ENDPOINT",
+      "AWS_ENDPOINT_URL",
+      "KAFKA_BROKERS",
+      "AZURITE_BLOB_ENDPOINT",
+      "GCS_ENDPOINT",
+    ]) {
       if (!env[k]) throw new Error(`test/stack/up printed no ${k}:\n${stdout}`);
     }
     return env as unknown as StackEnv;
@@ -87,7 +115,7 @@ export async function connectStack(): Promise<Stack> {
       secretAccessKey: env.LAKEFS_SECRET_ACCESS_KEY,
     },
   });
-  const lean = new LeanS3(s3, { maxSockets: 64, connectTimeoutMs: 5_000, idleTimeoutMs: 60_000 });
+  const lean = new LeanS3(s3, { maxSockets: 64, connectTimeoutMs: 5_000 });
   return {
     env,
     lakefs,

@@ -133,9 +133,12 @@ describe("lakefs-mirror CLI", () => {
     assert.match(prevWithCommit.stderr, /--prev_commit_id goes with --branch/);
     const neither = await cli(["export", repo, "s3://bucket/x/"]);
     assert.equal(neither.code, 2);
-    const badUri = await cli(["export", repo, "gs://bucket/x/", "--branch=main"]);
+    const badUri = await cli(["export", repo, "ftp://bucket/x/", "--branch=main"]);
     assert.equal(badUri.code, 2);
-    assert.match(badUri.stderr, /s3:\/\/bucket\/prefix/);
+    assert.match(
+      badUri.stderr,
+      /destination must look like .*s3:\/\/bucket\/prefix.*"ftp:\/\/bucket\/x\/"/,
+    );
     const badMode = await cli([
       "export",
       repo,

@@ -5,6 +5,7 @@ import { TaskPool } from "../../src/export/pool.ts";
 import type { LaneStatus } from "../../src/daemon/daemon.ts";
 import { S3Destination } from "../../src/s3/destination.ts";
 import { verifyMirror } from "../../src/verify/verify.ts";
+import { lakefsGateway } from "../../src/s3/gateway.ts";
 import {
   exportCounters,
   mirroredObjects,
@@ -387,11 +388,10 @@ describe("daemon convergence", () => {
     );
     const verified = await verifyMirror({
       lakefs: stack.lakefs,
-      s3: stack.s3,
       repository: repo,
       ref: head,
       destination: new S3Destination(stack.s3, { bucket, prefix: "" }),
-      gateway: stack.gateway,
+      gateway: lakefsGateway(stack.gateway),
     });
     assert.deepEqual(
       verified.differences.map((x) => [x.kind, x.path]),

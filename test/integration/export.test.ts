@@ -158,7 +158,6 @@ describe("exporter", () => {
 
     const mirrored = await verifyMirror({
       lakefs: stack.lakefs,
-      s3: stack.s3,
       repository: repo,
       ref: c2,
       destination: new S3Destination(stack.s3, { bucket, prefix: "m/" }),

@@ -104,7 +104,15 @@ describe("fault-injecting proxy", () => {
     );
     assert.equal(head.ContentLength, body.length);
     assert.equal(proxy.forwarded(), 3);
-    assert.deepEqual(proxy.injected(), { slowdown: 0, reset: 0, cut: 0, stall: 0 });
+    assert.deepEqual(proxy.injected(), {
+      slowdown: 0,
+      reset: 0,
+      cut: 0,
+      stall: 0,
+      stallHeaders: 0,
+      stallBody: 0,
+      stallUpload: 0,
+    });
   });
 
   it("slowdown answers 503 SlowDown without forwarding, and the connection stays usable", async (t) => {
@@ -137,7 +145,15 @@ describe("fault-injecting proxy", () => {
       client.send(new PutObjectCommand({ Bucket: bucket, Key: "eligible/y", Body: "y" })),
     );
     assert.equal(err.name, "SlowDown");
-    assert.deepEqual(proxy.injected(), { slowdown: 1, reset: 0, cut: 0, stall: 0 });
+    assert.deepEqual(proxy.injected(), {
+      slowdown: 1,
+      reset: 0,
+      cut: 0,
+      stall: 0,
+      stallHeaders: 0,
+      stallBody: 0,
+      stallUpload: 0,
+    });
     assert.equal(proxy.forwarded(), 1);
   });
 

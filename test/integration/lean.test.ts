@@ -38,7 +38,12 @@ describe("the lean request path and the SDK write and read the same", () => {
     const meta = { contentType: "text/csv; charset=utf-8", metadata: { owner: "team a", n: "1" } };
     for (const key of keys) {
       for (const d of [viaSdk, viaLean])
-        await d.serverSideCopy({ bucket, key: `src/${key}` }, key, 10, meta);
+        await d.serverSideCopy(
+          { scheme: "s3", container: bucket, key: `src/${key}` },
+          key,
+          10,
+          meta,
+        );
       const read = async (prefix: string) => {
         const head = await stack.s3.send(
           new HeadObjectCommand({ Bucket: bucket, Key: `${prefix}${key}` }),
@@ -59,9 +64,12 @@ describe("the lean request path and the SDK write and read the same", () => {
 
   it("S3's refusals carry the same code, status and retriability as through the SDK", async () => {
     const cases = [
-      { source: { bucket, key: "src/missing" }, dest: bucket },
-      { source: { bucket: "no-such-bucket-lean", key: "x" }, dest: bucket },
-      { source: { bucket, key: `src/${keys[0]}` }, dest: "no-such-bucket-lean" },
+      { source: { scheme: "s3", container: bucket, key: "src/missing" }, dest: bucket },
+      { source: { scheme: "s3", container: "no-such-bucket-lean", key: "x" }, dest: bucket },
+      {
+        source: { scheme: "s3", container: bucket, key: `src/${keys[0]}` },
+        dest: "no-such-bucket-lean",
+      },
     ];
     const meta = { contentType: undefined, metadata: {} };
     for (const c of cases) {
@@ -70,7 +78,12 @@ describe("the lean request path and the SDK write and read the same", () => {
           await d.serverSideCopy(c.source, "k", 1, meta);
         } catch (err) {
           assert.ok(err instanceof DestinationError);
-          return { s3Code: err.s3Code, httpStatus: err.httpStatus, retriable: err.retriable };
+          return {
+            reason: err.reason,
+            storeCode: err.storeCode,
+            httpStatus: err.httpStatus,
+            retriable: err.retriable,
+          };
         }
         assert.fail("the copy succeeded");
       };
@@ -102,7 +115,7 @@ describe("the lean request path and the SDK write and read the same", () => {
     const lean = new LeanS3(counted, {
       maxSockets: 4,
       connectTimeoutMs: 2000,
-      idleTimeoutMs: 5000,
+      deadlines: { idleMs: 5000 },
     });
     const bad = createS3Client({
       endpoint: stack.env.AWS_ENDPOINT_URL,
@@ -110,21 +123,37 @@ describe("the lean request path and the SDK write and read the same", () => {
       credentials: { ...good, secretAccessKey: "wrong" },
       maxAttempts: 1,
     });
-    const badLean = new LeanS3(bad, { maxSockets: 4, connectTimeoutMs: 2000, idleTimeoutMs: 5000 });
+    const badLean = new LeanS3(bad, {
+      maxSockets: 4,
+      connectTimeoutMs: 2000,
+      deadlines: { idleMs: 5000 },
+    });
     try {
       const d = new S3Destination(counted, { bucket, prefix: "provider/" }, {}, lean);
       const meta = { contentType: undefined, metadata: {} };
-      await d.serverSideCopy({ bucket, key: `src/${keys[0]}` }, "a", 1, meta);
-      await d.serverSideCopy({ bucket, key: `src/${keys[1]}` }, "b", 1, meta);
+      await d.serverSideCopy(
+        { scheme: "s3", container: bucket, key: `src/${keys[0]}` },
+        "a",
+        1,
+        meta,
+      );
+      await d.serverSideCopy(
+        { scheme: "s3", container: bucket, key: `src/${keys[1]}` },
+        "b",
+        1,
+        meta,
+      );
       assert.ok(calls >= 2, `credential provider called ${calls} times`);
       const refused = async (dest: S3Destination) =>
-        dest.serverSideCopy({ bucket, key: `src/${keys[0]}` }, "c", 1, meta).then(
-          () => assert.fail("a wrong secret was accepted"),
-          (err: unknown) => {
-            assert.ok(err instanceof DestinationError);
-            return [err.s3Code, err.httpStatus, err.retriable];
-          },
-        );
+        dest
+          .serverSideCopy({ scheme: "s3", container: bucket, key: `src/${keys[0]}` }, "c", 1, meta)
+          .then(
+            () => assert.fail("a wrong secret was accepted"),
+            (err: unknown) => {
+              assert.ok(err instanceof DestinationError);
+              return [err.storeCode, err.httpStatus, err.retriable];
+            },
+          );
       const viaLean = await refused(new S3Destination(bad, { bucket, prefix: "" }, {}, badLean));
       const viaSdk = await refused(new S3Destination(bad, { bucket, prefix: "" }));
       assert.deepEqual(viaLean, viaSdk);

@@ -1,10 +1,15 @@
 import assert from "node:assert/strict";
+import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { DeleteObjectCommand } from "@aws-sdk/client-s3";
 import { LEASE_PATH } from "../../src/export/reserved.ts";
 import { Lease, parseLease } from "../../src/lease/lease.ts";
+import { createS3Client } from "../../src/s3/client.ts";
 import { S3Destination } from "../../src/s3/destination.ts";
-import { readKey, silentLogger } from "../helpers/mirror.ts";
+import { startFaultInjectingProxy } from "../helpers/fault-injecting-proxy.ts";
+import type { Fault } from "../helpers/fault-injecting-proxy.ts";
+import { headKey, readKey, silentLogger } from "../helpers/mirror.ts";
 import { connectStack, createBucket } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
 
@@ -40,7 +45,7 @@ describe("destination lease", () => {
       });
     const record = async () =>
       parseLease((await readKey(stack, bucket, `m/${LEASE_PATH}`)).toString());
-    return { lease, clock, record };
+    return { lease, clock, record, bucket };
   }
 
   it("one owner at a time: the second is refused until the first's lease expires, then takes over in a new epoch", async () => {
@@ -154,5 +159,147 @@ describe("destination lease", () => {
     assert.equal(winner.held, true);
     assert.equal(racers.filter((r) => r.held).length, 1);
     assert.match((await record())?.owner ?? "", /^racer-\d$/);
+  });
+
+  it("a holder whose lease object is deleted under it stops writing at its next renewal, not at its deadline", async () => {
+    const { lease, clock, record, bucket } = await setup();
+    const a = lease("daemon-a");
+    await a.ensure();
+    let writes = 0;
+    const holding = a.hold(AbortSignal.timeout(30_000), async (signal) => {
+      for (;;) {
+        a.assertHeld();
+        writes++;
+        await sleep(50, undefined, { signal });
+      }
+    });
+    holding.catch(() => undefined);
+    await sleep(200);
+    await stack.s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: `m/${LEASE_PATH}` }));
+    const deletedAt = Date.now();
+    // A third of the TTL on: the renewal is due, and its If-Match finds no object (404).
+    clock.advance(3001);
+    // By its clocks A could go on for another 3 s; it must stop at the renewal (ticks of 1.5 s).
+    const outcome = await Promise.race([
+      holding.then(
+        () => "resolved",
+        (err: unknown) => err,
+      ),
+      sleep(2500, "still writing"),
+    ]);
+    assert.equal((outcome as { code?: string }).code, "LM_LEASE_LOST", String(outcome));
+    assert.match(String((outcome as Error).message), /gone/);
+    assert.ok(Date.now() - deletedAt < 2500);
+    assert.ok(writes > 0);
+    assert.equal(a.held, false);
+    assert.throws(() => a.assertHeld(), { code: "LM_LEASE_LOST" });
+    // Whoever comes next creates a new lease object without waiting.
+    const b = lease("daemon-b");
+    assert.equal(await b.ensure(), true);
+    assert.equal((await record())?.owner, "daemon-b");
+  });
+
+  /**
+   * Holder A's renewals go through a fault proxy that gives every lease write `fault` once the
+   * work has started, while the work has a request in flight: a slow upload that would end
+   * long after A's lease. A must abort it and stop by its deadline, before another daemon may
+   * take over (its lease's expiresAt).
+   */
+  async function renewalFailsUnderWork(fault: Fault) {
+    const bucket = await createBucket(stack);
+    let faulty = false;
+    const proxy = await startFaultInjectingProxy(stack.env.AWS_ENDPOINT_URL, {
+      flavor: "s3",
+      rates: { [fault]: 1 },
+      eligible: (method, url) => faulty && method === "PUT" && url.includes("lease.json"),
+    });
+    const s3 = createS3Client({
+      endpoint: proxy.url,
+      region: stack.env.AWS_REGION,
+      credentials: {
+        accessKeyId: stack.env.AWS_ACCESS_KEY_ID,
+        secretAccessKey: stack.env.AWS_SECRET_ACCESS_KEY,
+      },
+      // Longer than the whole test: only the lease's own deadline can end the stalled request.
+      idleTimeoutMs: 60_000,
+    });
+    try {
+      const dest = new S3Destination(s3, { bucket, prefix: "" });
+      const a = new Lease({
+        dest,
+        owner: "daemon-a",
+        repository: "repo",
+        branch: "main",
+        ttlMs: 3000,
+        logger: silentLogger,
+      });
+      await a.ensure();
+      const taken = parseLease((await readKey(stack, bucket, LEASE_PATH)).toString())!;
+      faulty = true;
+      const size = 100 * 1024;
+      let sent = 0;
+      // 1 KiB every 100 ms: 10 s of upload, far past the 3 s lease.
+      const slow = new Readable({
+        read() {
+          setTimeout(() => {
+            sent += 1024;
+            this.push(Buffer.alloc(1024, 97));
+            if (sent >= size) this.push(null);
+          }, 100);
+        },
+      });
+      const started = Date.now();
+      let stoppedAt = 0;
+      await assert.rejects(
+        a.hold(AbortSignal.timeout(60_000), async (signal) => {
+          try {
+            await dest.putStream(
+              "slow.bin",
+              slow,
+              size,
+              { contentType: undefined, metadata: {} },
+              signal,
+            );
+          } finally {
+            stoppedAt = Date.now();
+          }
+        }),
+        { code: "LM_LEASE_LOST" },
+      );
+      const returnedAt = Date.now();
+      const expiresAt = Date.parse(taken.expiresAt);
+      assert.ok(
+        stoppedAt < expiresAt,
+        `the upload ran until ${new Date(stoppedAt).toISOString()}, past the lease's ${taken.expiresAt}`,
+      );
+      assert.ok(
+        returnedAt < expiresAt + 500,
+        `hold returned ${returnedAt - expiresAt} ms after the lease expired`,
+      );
+      assert.ok(sent < size, "the upload was still sending when it was stopped");
+      assert.equal(a.held, false);
+      assert.throws(() => a.assertHeld(), { code: "LM_LEASE_LOST" });
+      await sleep(200);
+      await assert.rejects(headKey(stack, bucket, "slow.bin"), { name: "NotFound" });
+      assert.ok(proxy.injected()[fault] >= 1);
+      return { stoppedAfterMs: stoppedAt - started, expiresAfterMs: expiresAt - started };
+    } finally {
+      s3.destroy();
+      await proxy.close();
+    }
+  }
+
+  it("a renewal that hangs does not keep its holder writing past its deadline", async (t) => {
+    const m = await renewalFailsUnderWork("stall");
+    t.diagnostic(
+      `stopped ${m.stoppedAfterMs} ms into the work; the lease ran out at ${m.expiresAfterMs} ms`,
+    );
+  });
+
+  it("renewals answered only with 503s do not keep their holder writing past its deadline", async (t) => {
+    const m = await renewalFailsUnderWork("slowdown");
+    t.diagnostic(
+      `stopped ${m.stoppedAfterMs} ms into the work; the lease ran out at ${m.expiresAfterMs} ms`,
+    );
   });
 });

@@ -12,6 +12,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { S3Destination } from "../../src/s3/destination.ts";
 import { verifyMirror } from "../../src/verify/verify.ts";
+import { lakefsGateway } from "../../src/s3/gateway.ts";
 import { laneStatus, startDaemon, waitFor, waitForExported } from "../helpers/daemon.ts";
 import {
   assertMirrorEqual,
@@ -168,7 +169,7 @@ describe("reconciling full export (lakefs-mirror export --sync)", { concurrency:
     return [...keys.entries()].sort();
   }
 
-  it("on a prefix it owns, copies only what differs, deletes the extras, and leaves its own records alone", async () => {
+  it("on a prefix declared dedicated, copies only what differs, deletes the extras, and leaves its own records alone", async () => {
     const bucket = await createBucket(stack);
     const prefix = "mirror/";
     await plainExport(bucket, prefix);
@@ -177,7 +178,15 @@ describe("reconciling full export (lakefs-mirror export --sync)", { concurrency:
     const own = ownRecords(await listing(bucket, prefix));
     assert.equal(own.length, 3);
 
-    const run = await cli(["export", repo, `s3://${bucket}/${prefix}`, "--branch=main", "--sync"]);
+    // Keys nobody's records name (the extras) go only where the prefix is declared the mirror's.
+    const run = await cli([
+      "export",
+      repo,
+      `s3://${bucket}/${prefix}`,
+      "--branch=main",
+      "--sync",
+      "--dedicated",
+    ]);
     assert.equal(run.code, 0, run.stderr + run.stdout);
     const s = summary(run);
     assert.equal(s.status, "SUCCESS");
@@ -221,6 +230,7 @@ describe("reconciling full export (lakefs-mirror export --sync)", { concurrency:
       `s3://${bucket}/${prefix}`,
       "--branch=main",
       "--sync",
+      "--dedicated",
       "--dry-run",
     ]);
     assert.equal(run.code, 0, run.stderr + run.stdout);
@@ -263,11 +273,10 @@ describe("reconciling full export (lakefs-mirror export --sync)", { concurrency:
       );
     const verified = await verifyMirror({
       lakefs: stack.lakefs,
-      s3: stack.s3,
       repository: repo,
       ref: head,
       destination: new S3Destination(stack.s3, { bucket, prefix: "foreign/" }),
-      gateway: stack.gateway,
+      gateway: lakefsGateway(stack.gateway),
     });
     assert.deepEqual(
       verified.differences,
@@ -309,6 +318,7 @@ describe("reconciling full export (lakefs-mirror export --sync)", { concurrency:
         `s3://${bucket}/${prefix}`,
         "--branch=main",
         "--sync",
+        "--dedicated",
         `--max-deletes=${limit}`,
       ]);
       assert.equal(run.code, 1, `--max-deletes=${limit}: ${run.stderr}${run.stdout}`);
@@ -333,6 +343,7 @@ describe("reconciling full export (lakefs-mirror export --sync)", { concurrency:
       `s3://${bucket}/${prefix}`,
       "--branch=main",
       "--sync",
+      "--dedicated",
       `--max-deletes=${many.length}`,
     ]);
     assert.equal(run.code, 0, run.stderr + run.stdout);
@@ -456,11 +467,10 @@ describe("reconciling full export (lakefs-mirror export --sync)", { concurrency:
         assert.equal((await readKey(stack, bucket, k)).toString(), "someone else's", k);
       const verified = await verifyMirror({
         lakefs: stack.lakefs,
-        s3: stack.s3,
         repository: repo7,
         ref: c,
         destination: new S3Destination(stack.s3, { bucket, prefix: "" }),
-        gateway: stack.gateway,
+        gateway: lakefsGateway(stack.gateway),
       });
       assert.deepEqual(
         verified.differences,
@@ -508,11 +518,10 @@ describe("reconciling full export (lakefs-mirror export --sync)", { concurrency:
       // brought to the commit.
       const verified = await verifyMirror({
         lakefs: stack.lakefs,
-        s3: stack.s3,
         repository: repo6,
         ref: c2,
         destination: new S3Destination(stack.s3, { bucket, prefix: "" }),
-        gateway: stack.gateway,
+        gateway: lakefsGateway(stack.gateway),
       });
       assert.deepEqual(
         verified.differences,

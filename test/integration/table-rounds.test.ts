@@ -1,10 +1,23 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { TaskPool } from "../../src/export/pool.ts";
 import { Exporter } from "../../src/export/exporter.ts";
 import type { ExporterOptions } from "../../src/export/exporter.ts";
 import { createS3Client } from "../../src/s3/client.ts";
 import { S3Destination } from "../../src/s3/destination.ts";
-import { assertMirrorEqual, commitObjects, silentLogger } from "../helpers/mirror.ts";
+import {
+  assertMirrorEqual,
+  commitObjects,
+  gatewayPut,
+  listKeys,
+  makeExporter,
+  readKey,
+  silentLogger,
+  statusKeys,
+} from "../helpers/mirror.ts";
 import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
 
@@ -186,5 +199,74 @@ describe("round presets for table formats", () => {
       (k) => k === "job/_SUCCESS",
     );
     await assertMirrorEqual(stack, repo, c2, bucket);
+  });
+
+  it("a data file still backing off from an earlier failure holds back its directory's _SUCCESS (item 10)", async () => {
+    const repo = await createRepo(stack, "carry");
+    const bucket = await createBucket(stack);
+    const exporter = makeExporter(stack, repo, bucket, "");
+    const c1 = await commitObjects(stack, repo, "main", [
+      { path: "job/part-0.csv", content: "old" },
+    ]);
+    assert.equal((await exporter.exportAllFromCommit(c1)).status, "SUCCESS");
+    // part-0's change failed to export and backs off; the next export does not try it again.
+    const c2 = await commitObjects(stack, repo, "main", [
+      { path: "job/part-0.csv", content: "new" },
+    ]);
+    const c3 = await commitObjects(stack, repo, "main", [
+      { path: "job/part-1.csv", content: "1" },
+      { path: "job/_SUCCESS", content: "" },
+    ]);
+    const result = await exporter.exportCover([c2], c3, {
+      carry: [{ path: "job/part-0.csv", op: "copy", reason: "503 SlowDown" }],
+    });
+    assert.equal(result.status, "FAILURE");
+    const keys = await listKeys(stack, bucket);
+    assert.ok(!keys.has("job/_SUCCESS"), `_SUCCESS was written over a stale part-0.csv`);
+    assert.ok(keys.has("job/part-1.csv"));
+    assert.equal((await readKey(stack, bucket, "job/part-0.csv")).toString(), "old");
+    assert.deepEqual(result.unfinished?.map((f) => f.path).sort(), [
+      "job/_SUCCESS",
+      "job/part-0.csv",
+    ]);
+  });
+
+  it("an export with more deletes than fit in memory deletes them all and leaves no spill files (item 6)", async () => {
+    const repo = await createRepo(stack, "spill");
+    const bucket = await createBucket(stack);
+    const empty = (await stack.lakefs.getBranch(repo, "main")).commit_id;
+    const n = 600;
+    const pool = new TaskPool(16);
+    for (let i = 0; i < n; i++)
+      await pool.submit(() =>
+        gatewayPut(stack, repo, "main", {
+          path: `t/part=${i % 9}/f-${i}.parquet`,
+          content: `${i}`,
+        }),
+      );
+    await pool.drain();
+    const full = (await stack.lakefs.commit(repo, "main", { message: "many files" })).id;
+    const spill = mkdtempSync(join(tmpdir(), "lakefs-mirror-spill-test-"));
+    const files = () => readdirSync(spill, { recursive: true }).length;
+    let spilled = 0;
+    const exporter = makeExporter(stack, repo, bucket, "", {
+      rounds: "delta",
+      deferredInMemory: 20,
+      spillDirectory: spill,
+      onProgress: () => {
+        spilled = Math.max(spilled, files());
+      },
+    });
+    assert.equal((await exporter.exportAllFromCommit(full)).status, "SUCCESS");
+    assert.equal(files(), 0);
+    // The diff back to the repository's empty first commit removes every file: a VACUUM's or a
+    // hard reset's worth of deletes, all of them waiting for the (here absent) copies.
+    const result = await exporter.exportDiff(full, empty);
+    assert.equal(result.status, "SUCCESS", result.failureLines.join("\n"));
+    assert.equal(result.deleted, n);
+    assert.ok(spilled > 0, "the deletes went through spill files");
+    assert.equal(files(), 0, "the spill files are gone");
+    const left = [...(await listKeys(stack, bucket)).keys()];
+    assert.deepEqual(left, statusKeys(left));
   });
 });

@@ -15,6 +15,7 @@ const event = {
 
 async function serve(
   onEvent: (e: HookEvent) => Promise<{ result: "accepted" | "ignored"; lanes: number }>,
+  statusToken?: string,
 ) {
   let ready = true;
   const server = new HttpServer({
@@ -22,6 +23,7 @@ async function serve(
     port: 0,
     bodyLimitBytes: 1024,
     token,
+    statusToken,
     metrics: new Metrics(),
     logger: pino({ level: "silent" }),
     onEvent,
@@ -97,5 +99,39 @@ describe("HTTP server", () => {
     assert.deepEqual(await (await fetch(`${server.address}/status`)).json(), { lanes: [] });
     await Promise.all([server.close(), server.close()]);
     await assert.rejects(server.start(), { code: "LM_CLOSED" });
+  });
+
+  it("asks for the status token on /status and /metrics, never on health and readiness", async () => {
+    const statusToken = "status-s3cret";
+    const { server } = await serve(
+      () => Promise.resolve({ result: "accepted" as const, lanes: 1 }),
+      statusToken,
+    );
+    try {
+      const get = (path: string, authorization?: string) =>
+        fetch(`${server.address}${path}`, authorization ? { headers: { authorization } } : {});
+      const codes: Record<string, number[]> = {};
+      for (const path of ["/status", "/metrics", "/healthz", "/readyz"]) {
+        codes[path] = [
+          (await get(path)).status,
+          (await get(path, "Bearer wrong")).status,
+          (await get(path, `Bearer ${token}`)).status,
+          (await get(path, `Bearer ${statusToken}`)).status,
+        ];
+      }
+      assert.deepEqual(codes, {
+        // The webhook token is not the status token.
+        "/status": [401, 401, 401, 200],
+        "/metrics": [401, 401, 401, 200],
+        "/healthz": [200, 200, 200, 200],
+        "/readyz": [200, 200, 200, 200],
+      });
+      assert.match(
+        await (await get("/metrics", `Bearer ${statusToken}`)).text(),
+        /lakefs_mirror_ready/,
+      );
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -87,4 +87,17 @@ describe("mirror routing", () => {
     assert.equal(r.match("e", "z").length, 1, "a sibling prefix is another place");
     assert.equal(r.match("a", "main").length, 1, "the owner keeps matching");
   });
+
+  it("frees a destination once its lane ends: another lane may take it, and the claim is not kept", () => {
+    const r = new MirrorRouter([
+      { repository: "a", branches: ["tmp-*"], destination: "s3://shared/{branch}/" },
+      { repository: "b", branches: ["tmp-1"], destination: "s3://shared/tmp-1/" },
+    ]);
+    assert.equal(r.match("a", "tmp-1").length, 1);
+    assert.deepEqual(r.match("b", "tmp-1"), [], "held by a/tmp-1");
+    r.release("s3://shared/tmp-1/", "b/tmp-1");
+    assert.deepEqual(r.match("b", "tmp-1"), [], "only the holder can free it");
+    r.release("s3://shared/tmp-1/", "a/tmp-1");
+    assert.equal(r.match("b", "tmp-1").length, 1, "free once a/tmp-1 ended");
+  });
 });

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { measureLag } from "../../../src/daemon/lag.ts";
+import { measureLag, observeLag } from "../../../src/daemon/lag.ts";
+import { Scheduler } from "../../../src/daemon/scheduler.ts";
+import pino from "pino";
 import type { LakefsClient } from "../../../src/lakefs/client.ts";
 import type { Commit } from "../../../src/lakefs/types.ts";
 
@@ -48,5 +50,28 @@ describe("lag measurement", () => {
       commitsBehind: 1,
       lagSeconds: 0,
     });
+  });
+
+  it("where history cannot age the lag (a reset), counts it from when the lane was first seen behind, and clears it once caught up", async (t) => {
+    t.mock.timers.enable({ apis: ["Date"], now: 1_000_000 });
+    const scheduler = new Scheduler({
+      maxParallelLanes: 1,
+      retryBaseSeconds: 1,
+      retryMaxSeconds: 1,
+      run: () => Promise.resolve("done" as const),
+      logger: pino({ level: "silent" }),
+    });
+    const lane = scheduler.lane({ repository: "repo", branch: "main", destination: "s3://b/" });
+    const log = commitLog(["c2", "c1"], () => 1000);
+    const first = await observeLag(log, lane, "gone", "c2");
+    assert.deepEqual(first, { commitsBehind: 1, lagSeconds: 0 });
+    t.mock.timers.tick(45_000);
+    const later = await observeLag(log, lane, "gone", "c2");
+    assert.equal(later.commitsBehind, 1);
+    assert.equal(later.lagSeconds, 45, "at least as long as it has been seen behind");
+    assert.equal(lane.lagSeconds, 45);
+    assert.equal(lane.headCommit, "c2");
+    await observeLag(log, lane, "c2", "c2");
+    assert.deepEqual([lane.commitsBehind, lane.lagSeconds, lane.behindSince], [0, 0, undefined]);
   });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { withListedStats } from "../../../src/export/listed-stats.ts";
+import { justBefore, withListedStats } from "../../../src/export/listed-stats.ts";
 import type { ListAfter } from "../../../src/export/listed-stats.ts";
 import type { ExportTask } from "../../../src/export/task.ts";
 import type { ObjectStats } from "../../../src/lakefs/types.ts";
@@ -107,5 +107,40 @@ describe("stats for a diff from the commit's listing", () => {
     assert.ok(calls.length <= 4, `${calls.length} listing requests`);
     // The jump to the emoji cluster starts right before it, not at the start of the listing.
     assert.ok(calls.some((c) => c.after.startsWith("m/")));
+  });
+
+  it("a diff over non-padded names that sort after the changed path ends instead of asking for the same page forever", async () => {
+    // frames/1 … frames/5000 list as frames/1, frames/10, frames/100, frames/1000, …: a jump to
+    // "frames/" gave a page of frames/1… that ends before frames/9, again and again.
+    const all = Array.from({ length: 5000 }, (_, i) => `frames/${i + 1}`);
+    const { sorted, calls, list } = listing(all);
+    const bounded: ListAfter = (after, amount) => {
+      if (calls.length >= 100) throw new Error(`still listing after ${calls.length} requests`);
+      return list(after, amount);
+    };
+    const changed = [
+      "frames/9",
+      ...sorted.filter((p) => p > "frames/9").filter((_, i) => i % 7 === 0),
+    ];
+    assert.ok(changed.length > 12);
+    const out = await collect(changed.map(copy), bounded);
+    assert.deepEqual(
+      out.map((t) => t.path),
+      changed,
+    );
+    for (const t of out) assert.deepEqual(t.op === "copy" && t.stats, stats(t.path), t.path);
+    // The jump lands right before frames/9, past the 4,000-odd paths that sort before it.
+    assert.equal(calls[0]?.after, "frames/8\u{10FFFF}");
+    assert.ok(calls.length <= 3, `${calls.length} listing requests`);
+  });
+
+  it("jumps to a well-formed target right before the path, stepping over surrogates and U+0000", () => {
+    assert.equal(justBefore("frames/9"), "frames/8\u{10FFFF}");
+    assert.equal(justBefore("a/😀"), "a/\u{1F5FF}\u{10FFFF}");
+    assert.equal(justBefore("a/\u{10000}"), "a/\uFFFF\u{10FFFF}");
+    assert.equal(justBefore("a/\uE000"), "a/\uD7FF\u{10FFFF}");
+    assert.equal(justBefore("a/\u0000"), "a/");
+    assert.equal(justBefore("b"), "a\u{10FFFF}");
+    assert.equal(justBefore(""), "");
   });
 });

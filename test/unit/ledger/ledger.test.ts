@@ -7,8 +7,11 @@ import {
   completeFailure,
   completeSuccess,
   emptyLedger,
+  markRebuilt,
   parseLedger,
   planCover,
+  prefixAfterReconcile,
+  staleCover,
 } from "../../../src/ledger/ledger.ts";
 import type { Ledger } from "../../../src/ledger/ledger.ts";
 
@@ -151,7 +154,7 @@ describe("lane ledger: the cover rule", () => {
     }
   });
 
-  it("every write bumps seq, so the newer of two copies can be told", () => {
+  it("every write bumps seq", () => {
     const a = emptyLedger("repo", "main");
     const b = beginAttempt(a, "c1", t0);
     const c = completeSuccess(b, "c1", t0);
@@ -178,5 +181,58 @@ describe("lane ledger: the cover rule", () => {
       () => parseLedger(JSON.stringify({ ...ledger, failed: [{ path: 1 }] }), "x"),
       /failed/,
     );
+  });
+});
+
+describe("lane ledger: what proves a base", () => {
+  it("a base rebuilt without this lane's ledger is checked by a guarded reconcile before any diff starts from it", () => {
+    // Rebuilt from status files: the newest SUCCESS may be a whole export that deleted nothing.
+    const rebuilt = markRebuilt(at({ base: "c2", lastSuccess: "c2" }), "rebuilt from status files");
+    const plan = planCover(rebuilt, "c2", t0);
+    assert.equal(plan.kind, "reconcile");
+    assert.match(
+      plan.kind === "reconcile" ? plan.reason : "",
+      /c2 is not proven \(rebuilt from status files\)/,
+    );
+    assert.equal(planCover(rebuilt, "c3", t0).kind, "reconcile");
+    // A prefix once found empty is not known to be empty of others' keys any more: guarded.
+    assert.equal(markRebuilt(at({ base: "c2", prefix: "empty" }), "x").prefix, "owned");
+    assert.equal(markRebuilt(at({ base: "c2", prefix: "foreign" }), "x").prefix, "foreign");
+    // The reconcile proves it, whether it succeeds or fails path by path; a refusal does not.
+    const opts = { now: t0, retried: true, backoffSeconds };
+    const begun = beginAttempt(rebuilt, "c2", t0);
+    assert.equal(completeSuccess(begun, "c2", t0).rebuilt, null);
+    assert.equal(completeFailure(begun, "c2", [fail("x")], opts).rebuilt, null);
+    assert.equal(
+      completeFailure(begun, "c2", undefined, opts).rebuilt,
+      "rebuilt from status files",
+    );
+  });
+
+  it("what may be stale beside a commit: the diffs from the base and every attempt, and the failed paths", () => {
+    const failed = completeFailure(at({ base: "c1" }), "c2", [fail("x")], {
+      now: t0,
+      retried: false,
+      backoffSeconds,
+    });
+    const ledger = beginAttempt(failed, "c3", t0);
+    assert.deepEqual(staleCover(ledger, "c4"), { from: ["c2", "c3"], failed: ledger.failed });
+    assert.deepEqual(staleCover(ledger, "c3"), { from: ["c2"], failed: ledger.failed });
+    assert.ok("reconcile" in staleCover(emptyLedger("repo", "main"), "c1"));
+  });
+
+  it("a foreign prefix becomes owned only on a listing walked to its end that found nothing foreign", () => {
+    assert.equal(prefixAfterReconcile("foreign", undefined), "foreign");
+    assert.equal(prefixAfterReconcile("foreign", { kept: 2 }), "foreign");
+    assert.equal(prefixAfterReconcile("foreign", { kept: 0 }), "owned");
+    assert.equal(prefixAfterReconcile("empty", undefined), "empty");
+    assert.equal(prefixAfterReconcile("owned", { kept: 5 }), "owned");
+  });
+
+  it("reads a ledger of an older version, which has neither rebuilt nor epoch", () => {
+    const { rebuilt: _r, epoch: _e, ...old } = completeSuccess(at({ base: "c0" }), "c1", t0);
+    assert.equal(parseLedger(JSON.stringify(old), "x").base, "c1");
+    assert.throws(() => parseLedger(JSON.stringify({ ...old, epoch: "one" }), "x"), /epoch/);
+    assert.throws(() => parseLedger(JSON.stringify({ ...old, rebuilt: 3 }), "x"), /rebuilt/);
   });
 });

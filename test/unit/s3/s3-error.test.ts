@@ -13,22 +13,35 @@ function s3Error(name: string, status: number): S3ServiceException {
 }
 
 describe("S3 errors", () => {
-  it("classifies failures by S3's code and status, never by message text", () => {
-    const cases: [unknown, boolean, string | undefined][] = [
-      [s3Error("SlowDown", 503), true, "SlowDown"],
-      [s3Error("InternalError", 200), true, "InternalError"],
-      [s3Error("Unknown", 503), true, "Unknown"],
-      [s3Error("AccessDenied", 403), false, "AccessDenied"],
-      [s3Error("NoSuchBucket", 404), false, "NoSuchBucket"],
-      [s3Error("MetadataTooLarge", 400), false, "MetadataTooLarge"],
-      [Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }), true, undefined],
-      [new TypeError('Invalid character in header content ["x-amz-meta-k"]'), false, undefined],
+  it("classifies failures by S3's code and status into neutral reasons, never by message text", () => {
+    const cases: [unknown, boolean, string | undefined, string][] = [
+      [s3Error("SlowDown", 503), true, "SlowDown", "SlowDown"],
+      [s3Error("InternalError", 200), true, "InternalError", "Unavailable"],
+      [s3Error("Unknown", 503), true, "Unknown", "Unavailable"],
+      [s3Error("AccessDenied", 403), false, "AccessDenied", "AccessDenied"],
+      [s3Error("NoSuchBucket", 404), false, "NoSuchBucket", "ContainerNotFound"],
+      [s3Error("NoSuchKey", 404), false, "NoSuchKey", "NotFound"],
+      [s3Error("PreconditionFailed", 412), false, "PreconditionFailed", "PreconditionFailed"],
+      [s3Error("MetadataTooLarge", 400), false, "MetadataTooLarge", "InvalidRequest"],
+      [
+        Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }),
+        true,
+        undefined,
+        "Network",
+      ],
+      [
+        new TypeError('Invalid character in header content ["x-amz-meta-k"]'),
+        false,
+        undefined,
+        "InvalidRequest",
+      ],
     ];
-    for (const [err, retriable, s3Code] of cases) {
+    for (const [err, retriable, storeCode, reason] of cases) {
       const e = toDestinationError(err, "copy x");
       assert.equal(e.code, "LM_DESTINATION");
       assert.equal(e.retriable, retriable, e.message);
-      assert.equal(e.s3Code, s3Code);
+      assert.equal(e.storeCode, storeCode);
+      assert.equal(e.reason, reason, e.message);
     }
     assert.equal(toDestinationError(s3Error("NoSuchKey", 404), "x").httpStatus, 404);
   });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { encodeWordQ, gatewayMetadata } from "../../../src/s3/metadata.ts";
+import { encodeWordQ, gatewayMetadata } from "../../../src/lakefs/gateway-metadata.ts";
 
 /**
  * Expected values printed by Go 1.26's `mime.QEncoding.Encode("utf-8", s)`, the call the lakeFS

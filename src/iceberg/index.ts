@@ -1,0 +1,10 @@
+export { PathMapper } from "./path-map.ts";
+export type { PathMapperOptions } from "./path-map.ts";
+export { planIcebergRewrite, metadataKindByName } from "./plan.ts";
+export type { IcebergPlan, IcebergStage, RewriteKind } from "./plan.ts";
+export { rewriteIcebergFile } from "./rewrite.ts";
+export type { IcebergRewrite } from "./rewrite.ts";
+export type { RewrittenSizeOf } from "./manifests.ts";
+export { scanAvroMetadata } from "./manifest-scan.ts";
+export { scanDeltaLog } from "./delta-absolute.ts";
+export type { DeltaAbsolutePath } from "./delta-absolute.ts";
