@@ -7,17 +7,11 @@ import { SCHEMES, parseLocation } from "./destination/schemes.ts";
 
 /** The convict formats the schema names: each says what is wrong with a value, by key. */
 function registerFormats(): void {
+  convict.addFormat({ name: "http-url", validate: assertHttpUrl });
   convict.addFormat({
-    name: "http-url",
-    validate(v: unknown) {
-      let url: URL;
-      try {
-        url = new URL(String(v));
-      } catch (err) {
-        throw new Error(`must be an http(s) URL, got "${String(v)}"`, { cause: err });
-      }
-      if (url.protocol !== "http:" && url.protocol !== "https:")
-        throw new Error(`must be an http(s) URL, got "${String(v)}"`);
+    name: "http-url-or-empty",
+    validate: (v: unknown) => {
+      if (v !== "") assertHttpUrl(v);
     },
   });
   convict.addFormat({ name: "mirrors", validate: (v: unknown) => assertMirrors(v) });
@@ -89,4 +83,15 @@ export function addFormats(): void {
   if (formatsRegistered) return;
   registerFormats();
   formatsRegistered = true;
+}
+
+function assertHttpUrl(v: unknown): void {
+  let url: URL;
+  try {
+    url = new URL(String(v));
+  } catch (err) {
+    throw new Error(`must be an http(s) URL, got "${String(v)}"`, { cause: err });
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new Error(`must be an http(s) URL, got "${String(v)}"`);
 }

@@ -48,6 +48,7 @@ export interface Config {
     deleteConcurrency: number;
   };
   azure: {
+    endpoint: string;
     connectionString: string;
     accountName: string;
     accountKey: string;
@@ -252,6 +253,12 @@ export const schema = {
     },
   },
   azure: {
+    endpoint: {
+      doc: "Blob service URL that requests for https://<account>.blob.core.windows.net/... locations go to (an emulator such as Azurite, a proxy); the URI still names the account. Empty: the account's own host",
+      format: "http-url-or-empty",
+      default: "",
+      env: "AZURE_BLOB_ENDPOINT",
+    },
     connectionString: {
       doc: "Azure Storage connection string (AccountName with AccountKey or SharedAccessSignature); the destination URI says where requests go",
       format: String,

@@ -34,21 +34,28 @@ export class AzureAccount {
   readonly #auth: AzureAuth;
   readonly #service: BlobServiceClient;
 
+  /**
+   * `endpoint`: where requests go when not to the account's own URL (`azure.endpoint`: an
+   * emulator or a proxy that serves `https://<account>.blob.core.windows.net` locations).
+   * The account is still named by its location, and `holds` compares locations, not endpoints.
+   */
   constructor(
     location: Pick<AzureLocation, "account" | "host" | "emulator">,
     auth: AzureAuth,
     pipeline: StoragePipelineOptions = {},
+    endpoint = "",
   ) {
     this.account = location.account;
     this.host = location.host;
     this.emulator = location.emulator;
     this.url = serviceUrl(location);
     this.#auth = auth;
-    const url = auth.kind === "sas" ? `${this.url}?${auth.sas}` : this.url;
+    const base = endpoint && !location.emulator ? endpoint.replace(/\/+$/, "") : this.url;
+    const url = auth.kind === "sas" ? `${base}?${auth.sas}` : base;
     this.#service = new BlobServiceClient(url, auth.credential, pipeline);
   }
 
-  /** Whether a location is in this account, at this endpoint. */
+  /** Whether a location is in this account (by its URI, wherever requests go). */
   holds(location: Pick<AzureLocation, "account" | "host" | "emulator">): boolean {
     return serviceUrl(location) === this.url;
   }

@@ -43,6 +43,7 @@ export function connectAzure(config: Config, logger: Logger): DestinationSession
           loc,
           azureAuth(config.azure, loc.account),
           azurePipelineOf(config),
+          config.azure.endpoint,
         );
         accounts.set(url, account);
         log.debug({ account: loc.account, endpoint: url }, "azure account connected");

@@ -63,6 +63,12 @@ describe("configuration", () => {
       code: "LM_CONFIG",
       message: /lakefs\.endpoint/,
     });
+    assert.throws(() => loadConfig({ env: { AZURE_BLOB_ENDPOINT: "127.0.0.1:10000" } }), {
+      code: "LM_CONFIG",
+      message: /azure\.endpoint/,
+    });
+    const azure = loadConfig({ env: { AZURE_BLOB_ENDPOINT: "http://127.0.0.1:10000/acct" } });
+    assert.equal(azure.azure.endpoint, "http://127.0.0.1:10000/acct");
     assert.throws(
       () =>
         loadConfig({
