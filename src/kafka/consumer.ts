@@ -90,6 +90,10 @@ export class KafkaIntake {
       // kafkajs heartbeats between fetches: a fetch may not wait out the session.
       maxWaitTimeInMs: Math.min(5_000, Math.floor(config.sessionTimeoutMs / 3)),
       rebalanceTimeout: Math.max(config.sessionTimeoutMs, 10_000),
+      // kafkajs's own default (5 retries), and no restart after a crash once the intake closes:
+      // kafkajs schedules that restart on a timer a racing disconnect does not always cancel,
+      // and a consumer restarting against a broker that is gone keeps the process alive.
+      retry: { retries: 5, restartOnFailure: () => Promise.resolve(!this.#abort.signal.aborted) },
     });
     this.#deadLetters = new DeadLetters(kafka, config, deps.metrics, deps.logger);
     deps.metrics.kafkaBacklog(() => this.backlog());

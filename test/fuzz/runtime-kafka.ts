@@ -213,6 +213,10 @@ export class KafkaSide {
       sessionTimeout: 10_000,
       heartbeatInterval: 1000,
       maxWaitTimeInMs: 500,
+      // kafkajs restarts a consumer after a retriable crash on a timer of its own, which a
+      // disconnect racing the crash does not always cancel: a consumer of a closed side must
+      // never restart (it would retry a stopped broker forever and keep this process alive).
+      retry: { retries: 5, restartOnFailure: () => Promise.resolve(!this.#closed) },
     });
     this.#observer = consumer;
     consumer.on(consumer.events.CRASH, ({ payload }) => {
