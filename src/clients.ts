@@ -19,6 +19,19 @@ export interface Clients {
   close(): Promise<void>;
 }
 
+/**
+ * The host (with its port) of lakeFS's S3 gateway, as a table written through it may record in
+ * HTTP paths: `lakefs.gatewayEndpoint`, else `lakefs.endpoint` (lakeFS serves both on one port).
+ */
+function gatewayHostsOf(config: Config): string[] {
+  const url = config.lakefs.gatewayEndpoint || config.lakefs.endpoint;
+  try {
+    return url ? [new URL(url).host] : [];
+  } catch {
+    return [];
+  }
+}
+
 /** What the configuration says about how an export runs, as the Exporter takes it. */
 export function exporterSettings(
   config: Config,
@@ -28,17 +41,22 @@ export function exporterSettings(
   | "copyMode"
   | "rounds"
   | "deletesLast"
+  | "icebergRewrite"
+  | "gatewayHosts"
   | "deferredInMemory"
   | "spillDirectory"
   | "retry"
   | "serverSideSources"
 > {
-  const { concurrency, copyMode, rounds, deletesLast, serverSideCopySources } = config.export;
+  const { concurrency, copyMode, rounds, deletesLast, icebergRewrite, serverSideCopySources } =
+    config.export;
   return {
     concurrency,
     copyMode,
     rounds: typeof rounds === "string" ? rounds : [...rounds],
     ...(deletesLast !== null ? { deletesLast } : {}),
+    ...(icebergRewrite !== null ? { icebergRewrite } : {}),
+    gatewayHosts: gatewayHostsOf(config),
     deferredInMemory: config.export.deferredInMemory,
     ...(config.export.spillDirectory ? { spillDirectory: config.export.spillDirectory } : {}),
     retry: config.retry,

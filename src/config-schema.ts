@@ -62,6 +62,7 @@ export interface Config {
     copyMode: CopyMode;
     rounds: RoundPresetName | RoundRule[];
     deletesLast: boolean | null;
+    icebergRewrite: boolean | null;
     deferredInMemory: number;
     spillDirectory: string;
     maxDeletes: string;
@@ -338,6 +339,11 @@ export const schema = {
     },
     deletesLast: {
       doc: "deletes after every copy of an export; null: as the rounds preset says (delta, iceberg: yes)",
+      format: "nullable-boolean",
+      default: null as boolean | null,
+    },
+    icebergRewrite: {
+      doc: "rewrite the absolute paths in Apache Iceberg metadata to the mirror's, so that the mirrored table refers to the mirror; null: as the rounds preset says (iceberg: yes)",
       format: "nullable-boolean",
       default: null as boolean | null,
     },

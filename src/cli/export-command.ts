@@ -31,6 +31,8 @@ const options = {
   round: { type: "string", multiple: true },
   rounds: { type: "string" },
   "deletes-last": { type: "boolean" },
+  "iceberg-rewrite": { type: "boolean" },
+  "no-iceberg-rewrite": { type: "boolean" },
   "multipart-threshold": { type: "string" },
   "part-size": { type: "string" },
   "copy-multipart-threshold": { type: "string" },
@@ -54,6 +56,17 @@ function rounds(specs: string[] | undefined): RoundRule[] | undefined {
       throw new UsageError(`--round takes <regex>=<round>, got "${s}"`);
     return { pattern: s.slice(0, at), round };
   });
+}
+
+function icebergRewriteFlag(v: {
+  "iceberg-rewrite"?: boolean | undefined;
+  "no-iceberg-rewrite"?: boolean | undefined;
+}): boolean | undefined {
+  if (v["iceberg-rewrite"] && v["no-iceberg-rewrite"])
+    throw new UsageError("give either --iceberg-rewrite or --no-iceberg-rewrite, not both");
+  if (v["iceberg-rewrite"]) return true;
+  if (v["no-iceberg-rewrite"]) return false;
+  return undefined;
 }
 
 /** The Spark exporter's argument rules: exactly one of branch/commit; a commit excludes prev. */
@@ -96,6 +109,7 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
       "export.concurrency": int("concurrency", values.concurrency),
       "export.rounds": values.rounds ?? rounds(values.round),
       "export.deletesLast": values["deletes-last"] ? true : undefined,
+      "export.icebergRewrite": icebergRewriteFlag(values),
       "export.multipartThresholdBytes": int("multipart-threshold", values["multipart-threshold"]),
       "export.multipartPartSizeBytes": int("part-size", values["part-size"]),
       "export.copyMultipartThresholdBytes": int(

@@ -15,10 +15,12 @@ export const USAGE = `Usage:
       [--sync [--max-deletes=N|P%] [--dedicated]] (whole exports: also delete what the commit lacks)
       [--dry-run] [--copy-mode=auto|server-side|stream] [--concurrency=N] [--config=FILE]
       [--rounds=spark|delta|iceberg | --round=<regex>=<n> ...] [--deletes-last]
+      [--iceberg-rewrite | --no-iceberg-rewrite] (default: on with --rounds=iceberg)
       [--multipart-threshold=BYTES] [--part-size=BYTES]
       [--copy-multipart-threshold=BYTES] [--copy-part-size=BYTES]
   lakefs-mirror run [--config=FILE] [--forward-webhooks-to-kafka] [--print-config] [--sidecar]
   lakefs-mirror verify <repository> <commit-or-branch> <s3://bucket/prefix/> [--no-metadata] [--config=FILE]
+      [--rounds=iceberg | --iceberg-rewrite | --no-iceberg-rewrite] (compare Iceberg files with their rewrite)
   lakefs-mirror status [--url=http://127.0.0.1:8081] [--max-lag=SECONDS] [--json] [--token=TOKEN]
 
 lakeFS: LAKEFS_ENDPOINT, LAKEFS_ACCESS_KEY_ID, LAKEFS_SECRET_ACCESS_KEY.

@@ -4,7 +4,7 @@ import { UsageError } from "../errors.ts";
 import { createLogger } from "../logger.ts";
 import { parseLocation } from "../destination/schemes.ts";
 import { verifyMirror } from "../verify/verify.ts";
-import { createClients } from "../clients.ts";
+import { createClients, exporterSettings } from "../clients.ts";
 import type { CliIo } from "./main.ts";
 
 export async function verifyCommand(argv: string[], io: CliIo): Promise<number> {
@@ -12,7 +12,13 @@ export async function verifyCommand(argv: string[], io: CliIo): Promise<number> 
   try {
     parsed = parseArgs({
       args: argv,
-      options: { config: { type: "string" }, "no-metadata": { type: "boolean" } },
+      options: {
+        config: { type: "string" },
+        "no-metadata": { type: "boolean" },
+        rounds: { type: "string" },
+        "iceberg-rewrite": { type: "boolean" },
+        "no-iceberg-rewrite": { type: "boolean" },
+      },
       allowPositionals: true,
       strict: true,
     });
@@ -24,7 +30,23 @@ export async function verifyCommand(argv: string[], io: CliIo): Promise<number> 
     throw new UsageError("verify takes <repository> <commit-or-branch> <s3://bucket/prefix/>");
   const [repository = "", ref = "", uri = ""] = positionals;
   parseLocation(uri);
-  const config = loadConfig({ env: io.env, file: values.config });
+  if (values["iceberg-rewrite"] && values["no-iceberg-rewrite"])
+    throw new UsageError("give either --iceberg-rewrite or --no-iceberg-rewrite, not both");
+  const config = loadConfig({
+    env: io.env,
+    file: values.config,
+    overrides: {
+      "export.rounds": values.rounds,
+      "export.icebergRewrite": values["iceberg-rewrite"]
+        ? true
+        : values["no-iceberg-rewrite"]
+          ? false
+          : undefined,
+    },
+  });
+  // As the export decides: the key, else on with the iceberg rounds.
+  const settings = exporterSettings(config);
+  const rewrite = settings.icebergRewrite ?? settings.rounds === "iceberg";
   const logger = createLogger(config.log.level);
   const clients = createClients(config, logger);
   try {
@@ -36,6 +58,7 @@ export async function verifyCommand(argv: string[], io: CliIo): Promise<number> 
       destination,
       concurrency: config.export.concurrency,
       gateway: values["no-metadata"] ? undefined : clients.gateway,
+      icebergRewrite: rewrite ? { gatewayHosts: settings.gatewayHosts } : undefined,
       ...(io.signal ? { signal: io.signal } : {}),
     });
     for (const d of result.differences) {

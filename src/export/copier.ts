@@ -1,3 +1,5 @@
+import { Readable } from "node:stream";
+import { buffer } from "node:stream/consumers";
 import type { Logger } from "pino";
 import type {
   Destination,
@@ -13,6 +15,7 @@ import { gatewayMetadata } from "../lakefs/gateway-metadata.ts";
 import type { ObjectStats } from "../lakefs/types.ts";
 import { withRetry } from "../retry.ts";
 import type { RetryPolicy } from "../retry.ts";
+import type { RewrittenKind, TableRewrite } from "./table-rewrite.ts";
 
 export type CopyMode = "auto" | "server-side" | "stream";
 export const copyModes: readonly CopyMode[] = ["auto", "server-side", "stream"];
@@ -82,7 +85,20 @@ export class ObjectCopier {
     this.#extraSources = (options.serverSideSources ?? []).map((u) => parseLocation(u));
   }
 
-  async copy(commitId: string, stats: ObjectStats, signal?: AbortSignal): Promise<CopyOutcome> {
+  /**
+   * `rewrite`: the export's Iceberg rewrite; a file it rewrites is read from lakeFS, rewritten
+   * in memory and written whole (never copied server-side, whatever the copy mode).
+   */
+  async copy(
+    commitId: string,
+    stats: ObjectStats,
+    signal?: AbortSignal,
+    rewrite?: TableRewrite,
+  ): Promise<CopyOutcome> {
+    const refused = rewrite?.failureOf(stats.path);
+    if (refused) throw refused;
+    const kind = rewrite?.kindOf(stats.path);
+    if (rewrite && kind) return this.#rewritten(commitId, stats, rewrite, kind, signal);
     const size = stats.size_bytes ?? 0;
     const meta = mirrorMeta(stats);
     const mode = this.#o.mode;
@@ -135,6 +151,39 @@ export class ObjectCopier {
       await this.#o.dest.putStream(stats.path, body, size, meta, signal, this.#o.fence);
     });
     return { method: "stream", bytes: size };
+  }
+
+  async #rewritten(
+    commitId: string,
+    stats: ObjectStats,
+    rewrite: TableRewrite,
+    kind: RewrittenKind,
+    signal: AbortSignal | undefined,
+  ): Promise<CopyOutcome> {
+    const meta = mirrorMeta(stats);
+    const bytes = await this.#retrying(`read ${stats.path}`, signal, async () => {
+      const { body } = await this.#o.lakefs.getObject(
+        this.#o.repository,
+        commitId,
+        stats.path,
+        signal,
+      );
+      return buffer(body);
+    });
+    const out = await rewrite.rewrite(stats.path, kind, bytes);
+    await this.#retrying(`write ${stats.path}`, signal, async () => {
+      this.#o.fence?.();
+      await this.#o.dest.putStream(
+        stats.path,
+        Readable.from([out]),
+        out.length,
+        meta,
+        signal,
+        this.#o.fence,
+      );
+    });
+    rewrite.written(stats.path, out.length);
+    return { method: "stream", bytes: out.length };
   }
 
   /** Starts learning the repository's storage namespace ahead of the first copy. */

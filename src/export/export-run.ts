@@ -15,6 +15,7 @@ import type { RetryPolicy } from "../retry.ts";
 import type { Destination } from "../destination/destination.ts";
 import { mirrorMeta } from "./copier.ts";
 import type { ObjectCopier } from "./copier.ts";
+import type { TableRewrite } from "./table-rewrite.ts";
 import { TaskPool } from "./pool.ts";
 import { isReservedPath, reservedReason } from "./reserved.ts";
 import { DeferredTasks } from "./deferred.ts";
@@ -53,6 +54,8 @@ export interface ExportRunOptions {
   spillDirectory?: string | undefined;
   /** No write (nor the status file) before this settles; its rejection ends the run. */
   writesAfter?: Promise<unknown> | undefined;
+  /** The Iceberg rewrite of this run's tables (see TableRewrite); none: every file as it is. */
+  rewrite?: TableRewrite | undefined;
 }
 
 /** What one run of a task stream did, and the status file it wrote. */
@@ -348,13 +351,16 @@ export class ExportRun {
       // A diff entry carries no physical address: unless the listing supplied them
       // (withListedStats), stat it by commit ID to learn one.
       stats ??= task.op !== "sync" && task.stats ? task.stats : await this.#stat(task.path);
-      if (task.op === "check" && (await this.#sameMeta(task.path, stats))) {
+      const rewrite = this.#o.rewrite;
+      // A rewritten file differs from its source by design: a reconcile rewrites it again.
+      const rewritten = rewrite?.kindOf(task.path) !== undefined;
+      if (task.op === "check" && !rewritten && (await this.#sameMeta(task.path, stats))) {
         this.#progress.unchanged++;
         this.#done(task.path);
         return;
       }
       if (!this.#mayWrite()) return;
-      const outcome = await this.#o.copier.copy(this.#commitId, stats, signal);
+      const outcome = await this.#o.copier.copy(this.#commitId, stats, signal, rewrite);
       const progress = this.#progress;
       progress.copied++;
       progress.bytes += outcome.bytes;

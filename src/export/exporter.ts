@@ -15,6 +15,7 @@ import { Reconciliation } from "./reconcile.ts";
 import { ourKeys } from "./our-keys.ts";
 import type { DeleteLimit, ListingEvidence } from "./reconcile.ts";
 import { staleTasks } from "./stale-tasks.ts";
+import { TableRewrite } from "./table-rewrite.ts";
 import type { StaleCover } from "./stale-tasks.ts";
 import { Rounds, isRoundPresetName, roundPresets } from "./rounds.ts";
 import type { RoundFunction, RoundPresetName, RoundRule } from "./rounds.ts";
@@ -53,6 +54,13 @@ export interface ExporterOptions {
   rounds?: RoundPresetName | RoundRule[] | RoundFunction;
   /** Deletes after every copy of every round. Default: the preset's choice, else false. */
   deletesLast?: boolean;
+  /**
+   * Rewrite the absolute paths of Apache Iceberg tables (see TableRewrite), so that the mirrored
+   * tables refer to the mirror. Default: on with the `iceberg` preset, else off.
+   */
+  icebergRewrite?: boolean;
+  /** Host names of lakeFS's S3 gateway, for Iceberg tables that store HTTP URLs. */
+  gatewayHosts?: readonly string[];
   /**
    * Tasks of later rounds (and deletes, when they go last) held in memory while the listing
    * streams; beyond this many they spill, sorted, to files in `spillDirectory` and are merged
@@ -121,6 +129,7 @@ export class Exporter {
   readonly #o: ExporterOptions & { concurrency: number; copyMode: CopyMode; logger: Logger };
   readonly #rounds: Rounds;
   readonly #deletesLast: boolean;
+  readonly #icebergRewrite: boolean;
   readonly #copier: ObjectCopier;
 
   constructor(options: ExporterOptions) {
@@ -146,6 +155,7 @@ export class Exporter {
       throw new TypeError(`unknown round preset "${rounds}" (spark, delta, iceberg)`);
     this.#rounds = new Rounds(preset ? preset.rules : (rounds as RoundRule[] | RoundFunction));
     this.#deletesLast = options.deletesLast ?? preset?.deletesLast ?? false;
+    this.#icebergRewrite = options.icebergRewrite ?? rounds === "iceberg";
     this.#copier = new ObjectCopier({
       lakefs: options.lakefs,
       repository: options.repository,
@@ -167,7 +177,9 @@ export class Exporter {
   /** Every object of a commit. Never deletes anything at the destination. */
   async exportAllFromCommit(commitId: string, signal?: AbortSignal): Promise<ExportResult> {
     const commit = await this.#o.lakefs.getCommit(this.#o.repository, commitId, signal);
-    return this.#run(commit.id, [], this.listingTasks(commit.id, signal), {}, signal);
+    return this.#run(commit.id, [], this.listingTasks(commit.id, signal), {}, signal, () =>
+      this.#listedPaths(commit.id, signal),
+    );
   }
 
   /** The diff from `prevCommitId` to the branch HEAD. */
@@ -219,7 +231,9 @@ export class Exporter {
           lakefs.listObjectsAfter(repository, commitId, after, amount, signal),
       },
     );
-    return this.#run(commitId, fromCommitIds, tasks, options, signal);
+    return this.#run(commitId, fromCommitIds, tasks, options, signal, () =>
+      copiedPaths(this.coverTasks(fromCommitIds, commitId, options.retry ?? [], signal)),
+    );
   }
 
   /**
@@ -234,7 +248,9 @@ export class Exporter {
     const commit = await this.#o.lakefs.getCommit(this.#o.repository, commitId, signal);
     const reconciliation = this.#reconciliation(commit.id, options, signal);
     const cover = options.writesAfter ? { writesAfter: options.writesAfter } : {};
-    const result = await this.#run(commit.id, [], reconciliation.tasks(), cover, signal);
+    const result = await this.#run(commit.id, [], reconciliation.tasks(), cover, signal, () =>
+      this.#listedPaths(commit.id, signal),
+    );
     return { ...result, listing: reconciliation.listing };
   }
 
@@ -249,7 +265,9 @@ export class Exporter {
     signal?: AbortSignal,
   ): Promise<ExportResult> {
     const commit = await this.#o.lakefs.getCommit(this.#o.repository, commitId, signal);
-    return this.#run(commit.id, [], this.wholeTasks(commit.id, stale, signal), {}, signal);
+    return this.#run(commit.id, [], this.wholeTasks(commit.id, stale, signal), {}, signal, () =>
+      this.#listedPaths(commit.id, signal),
+    );
   }
 
   wholeTasks(commitId: string, stale: StaleCover, signal?: AbortSignal) {
@@ -315,10 +333,25 @@ export class Exporter {
     fromCommitIds: string[],
     tasks: AsyncIterable<ExportTask>,
     cover: CoverOptions,
-    signal?: AbortSignal,
+    signal: AbortSignal | undefined,
+    paths: () => AsyncIterable<string>,
   ): Promise<ExportResult> {
     // Where server-side copies may read is asked of lakeFS while the first page of tasks loads.
     this.#copier.prepare(signal);
+    // Iceberg tables are planned from the paths the export copies before it writes anything.
+    const rewrite = this.#icebergRewrite
+      ? await TableRewrite.plan(
+          {
+            lakefs: this.#o.lakefs,
+            repository: this.#o.repository,
+            commitId,
+            destination: this.#o.destination,
+            gatewayHosts: this.#o.gatewayHosts,
+            signal,
+          },
+          paths(),
+        )
+      : undefined;
     const outcome = await new ExportRun(
       {
         lakefs: this.#o.lakefs,
@@ -335,6 +368,7 @@ export class Exporter {
         onProgress: this.#o.onProgress,
         fence: this.#o.fence,
         writesAfter: cover.writesAfter,
+        rewrite,
       },
       commitId,
       cover.carry ?? [],
@@ -349,8 +383,18 @@ export class Exporter {
     };
   }
 
+  async *#listedPaths(commitId: string, signal?: AbortSignal): AsyncGenerator<string> {
+    for await (const page of this.#o.lakefs.listObjects(this.#o.repository, commitId, "", signal))
+      for (const stats of page) if (stats.path_type === "object") yield stats.path;
+  }
+
   /** Which round a path is exported in. */
   roundOf(path: string): number {
     return this.#rounds.of(path);
   }
+}
+
+/** The paths a task stream writes (copies, and syncs that may copy). */
+async function* copiedPaths(tasks: AsyncIterable<ExportTask>): AsyncGenerator<string> {
+  for await (const t of tasks) if (t.op !== "delete") yield t.path;
 }

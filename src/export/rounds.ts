@@ -62,8 +62,9 @@ const V = "(?<version>\\d+)";
  *   the commits up to `v`). Other `_delta_log/` entries follow the versions; `_last_checkpoint`
  *   (which names a checkpoint) and `_SUCCESS` markers come after the whole log; deletes last,
  *   since a reader of the previous version still reads the files a new version removed.
- * - iceberg: Apache Iceberg's manifests after data, table metadata after the manifests it
- *   lists, `version-hint.text` last; deletes last, for readers of the previous snapshot.
+ * - iceberg: Apache Iceberg's manifests after data (and delete files), manifest lists after
+ *   the manifests, table metadata after the lists, `version-hint.text` last; deletes last,
+ *   for readers of the previous snapshot.
  */
 export const roundPresets: Readonly<Record<RoundPresetName, RoundPreset>> = {
   spark: { rules: [{ pattern: "(.*/|^)_SUCCESS$", round: 1 }], deletesLast: false },
@@ -84,7 +85,10 @@ export const roundPresets: Readonly<Record<RoundPresetName, RoundPreset>> = {
   iceberg: {
     rules: [
       { pattern: "(.*/|^)metadata/version-hint\\.text$", round: 3 },
-      { pattern: "(.*/|^)metadata/[^/]*\\.metadata\\.json$", round: 2 },
+      { pattern: "(.*/|^)metadata/[^/]*\\.metadata\\.json(\\.gz)?$", round: 2 },
+      // Manifest lists (`snap-<snapshot>-<attempt>-<uuid>.avro`) after the manifests they
+      // list: with the path rewrite, a list records its manifests' rewritten sizes.
+      { pattern: "(.*/|^)metadata/snap-[^/]*\\.avro$", round: 1, step: 1 },
       { pattern: "(.*/|^)metadata/", round: 1 },
       { pattern: "(.*/|^)_SUCCESS$", round: 1 },
     ],

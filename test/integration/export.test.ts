@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
+import {
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
 import { SUCCESS_TEXT } from "../../src/export/status-file.ts";
 import { Exporter } from "../../src/export/exporter.ts";
 import { createS3Client } from "../../src/s3/client.ts";
@@ -15,6 +21,7 @@ import {
   headKey,
   listKeys,
   makeExporter,
+  mirrorDifferences,
   readKey,
   silentLogger,
   statusKeys,
@@ -62,6 +69,51 @@ describe("exporter", () => {
       [...(await commitPaths(stack, repo, commitId)).entries()].sort(),
     );
   }
+
+  it("verify finds an object the gateway took as a multipart upload equal to its copy, though their ETags differ", async () => {
+    // pyarrow (pyiceberg) and boto3's upload_file send objects as multipart uploads: lakeFS
+    // keeps the store's multipart ETag, an MD5 of part MD5s, as the checksum; a copy gets the
+    // MD5 of its bytes. Regression: verify took two unequal MD5-looking strings for a difference.
+    const repo = await createRepo(stack, "multi");
+    const bucket = await createBucket(stack);
+    const body = randomBytes(3000);
+    const up = await stack.gateway.send(
+      new CreateMultipartUploadCommand({ Bucket: repo, Key: "main/one-part.parquet" }),
+    );
+    const part = await stack.gateway.send(
+      new UploadPartCommand({
+        Bucket: repo,
+        Key: "main/one-part.parquet",
+        UploadId: up.UploadId,
+        PartNumber: 1,
+        Body: body,
+      }),
+    );
+    await stack.gateway.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: repo,
+        Key: "main/one-part.parquet",
+        UploadId: up.UploadId,
+        MultipartUpload: { Parts: [{ ETag: part.ETag, PartNumber: 1 }] },
+      }),
+    );
+    const commit = (await stack.lakefs.commit(repo, "main", { message: "multipart" })).id;
+    const result = await makeExporter(stack, repo, bucket, "").exportAllFromCommit(commit);
+    assert.equal(result.status, "SUCCESS");
+    const stats = await stack.lakefs.statObject(repo, commit, "one-part.parquet");
+    const copy = await headKey(stack, bucket, "one-part.parquet");
+    assert.notEqual(copy.ETag?.replaceAll('"', ""), stats.checksum, "the ETags differ");
+    assert.deepEqual(await readKey(stack, bucket, "one-part.parquet"), body);
+    await assertMirrorEquals(repo, commit, bucket, "");
+    // And a real difference is still found, by the bytes.
+    await stack.s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: "one-part.parquet", Body: randomBytes(3000) }),
+    );
+    assert.deepEqual(
+      (await mirrorDifferences(stack, repo, commit, bucket, "")).map((d) => [d.kind, d.path]),
+      [["content", "one-part.parquet"]],
+    );
+  });
 
   it("writes _SUCCESS files after all other data, and the status file last", async () => {
     const repo = await createRepo(stack, "rounds");
