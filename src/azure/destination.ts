@@ -77,7 +77,16 @@ export class AzureDestination implements Destination {
     this.#sizes = { ...defaultAzureTransferSizes, ...sizes };
   }
 
+  /**
+   * The blob name of a path. Azure Blob Storage (and Azurite) takes `\` in a blob name for `/`:
+   * a lakeFS path with one would be written to, read from and deleted at another path's blob,
+   * someone else's perhaps, so such a path is refused (ObjectRefusedError), never sent.
+   */
   key(path: string): string {
+    if (path.includes("\\"))
+      throw new ObjectRefusedError(
+        `${path}: Azure Blob Storage reads "\\" in a blob name as "/", so this path would be stored at ${path.replaceAll("\\", "/")}`,
+      );
     return this.prefix + path;
   }
 
@@ -200,13 +209,26 @@ export class AzureDestination implements Destination {
   async deleteBatch(paths: string[], signal?: AbortSignal): Promise<DeleteRefusal[]> {
     if (paths.length > this.capabilities.maxDeleteBatch)
       throw new TypeError(`deleteBatch takes at most ${this.capabilities.maxDeleteBatch} paths`);
-    return await deleteInBatches(
+    // A path Azure would read as another (see key) is not deleted: that blob is not its.
+    const refused: DeleteRefusal[] = [];
+    const keyed: { path: string; key: string }[] = [];
+    for (const p of paths) {
+      try {
+        keyed.push({ path: p, key: this.key(p) });
+      } catch (err) {
+        if (!(err instanceof ObjectRefusedError)) throw err;
+        refused.push({ path: p, error: err.message });
+      }
+    }
+    if (keyed.length === 0) return refused;
+    const failed = await deleteInBatches(
       this.#account.container(this.container),
       this.#account.batchRefused,
-      paths.map((p) => ({ path: p, key: this.key(p) })),
-      `delete ${paths.length} blobs under ${this.uri}`,
+      keyed,
+      `delete ${keyed.length} blobs under ${this.uri}`,
       signal,
     );
+    return [...refused, ...failed];
   }
 
   /**

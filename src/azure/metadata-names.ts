@@ -92,10 +92,19 @@ export function encodeMetadata(
 
 /** The user metadata a stored blob's metadata stands for, names as ObjectMeta has them. */
 export function decodeMetadata(stored: Record<string, string> | undefined): Record<string, string> {
+  const entries = Object.entries(stored ?? {}).map(([n, v]) => {
+    const lower = n.toLowerCase();
+    return { lower, value: v, decoded: decodeMetadataEntry(lower, v) };
+  });
+  const count = new Map<string, number>();
+  for (const e of entries) count.set(e.decoded[0], (count.get(e.decoded[0]) ?? 0) + 1);
   const out: Record<string, string> = {};
-  for (const [n, v] of Object.entries(stored ?? {})) {
-    const [name, value] = decodeMetadataEntry(n.toLowerCase(), v);
-    out[name] = value;
+  for (const e of entries) {
+    // Two stored names for one name (someone else added `foo` beside lakefs-mirror's
+    // `lm_e_foo`): neither is taken for it, so the blob's metadata never reads as what was
+    // written, whichever order the store lists them in.
+    if ((count.get(e.decoded[0]) ?? 0) > 1) out[e.lower] = e.value;
+    else out[e.decoded[0]] = e.decoded[1];
   }
   return out;
 }

@@ -9,7 +9,7 @@ import type {
   VersionedText,
   WriteCondition,
 } from "../destination/destination.ts";
-import { LeaseLostError, ObjectRefusedError } from "../errors.ts";
+import { DestinationError, LeaseLostError, ObjectRefusedError } from "../errors.ts";
 import { gcsStatus, toDestinationError } from "./gcs-error.ts";
 import type { GcsHttp } from "./http.ts";
 import { ListOrderCheck } from "./list-order.ts";
@@ -139,19 +139,39 @@ export class GcsDestination implements Destination {
     });
     try {
       assertStorable(to.key, size, path);
+      // The source as it is now: an object replaced since lakeFS recorded it (an import's
+      // source rewritten in place) must not be copied under lakeFS's name. Its size is checked,
+      // and the rewrite pinned to the generation read.
+      const src = (await (
+        await this.#http.send("GET", this.#http.objectUrl(source.bucket, source.key), { signal })
+      ).body.json()) as { size?: string; generation?: string };
+      if (Number(src.size) !== size)
+        throw new DestinationError(
+          `${what}: the source has ${src.size} bytes, lakeFS says ${size}`,
+          false,
+          { reason: "PreconditionFailed" },
+        );
+      const pinned: Record<string, string> = src.generation
+        ? { ifSourceGenerationMatch: src.generation }
+        : {};
       let token: string | undefined;
       do {
         fence?.();
         const res = await this.#http.send(
           "POST",
-          this.#http.rewriteUrl(source, to, token ? { rewriteToken: token } : {}),
+          this.#http.rewriteUrl(source, to, token ? { ...pinned, rewriteToken: token } : pinned),
           { headers: { "content-type": "application/json" }, body: resource, signal },
         );
         const answer = (await res.body.json()) as { done?: boolean; rewriteToken?: string };
         token = answer.done ? undefined : answer.rewriteToken;
       } while (token);
     } catch (err) {
-      if (err instanceof LeaseLostError || err instanceof ObjectRefusedError) throw err;
+      if (
+        err instanceof LeaseLostError ||
+        err instanceof ObjectRefusedError ||
+        err instanceof DestinationError
+      )
+        throw err;
       throw toDestinationError(err, what);
     }
   }

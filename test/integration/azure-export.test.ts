@@ -102,6 +102,37 @@ describe("export to Azure Blob Storage (Azurite) with the CLI", () => {
     assert.equal(extra.code, 1, extra.stdout + extra.stderr);
     assert.match(extra.stdout + extra.stderr, /stray\.txt/);
   });
+
+  it("a lakeFS path with a backslash is refused, never written to or deleted from the blob Azure would make of it (regression: `dir\\file` overwrote someone's `dir/file`)", async () => {
+    const repo = await createRepo(stack, "bslash");
+    const c1 = await commitObjects(stack, repo, "main", [
+      { path: "dir\\file", content: "from lakeFS" },
+      { path: "_lakefs_mirror\\ledger.json", content: '{"forged":true}' },
+      { path: "ok.txt", content: "ok" },
+    ]);
+    const raw: ContainerClient = service.getContainerClient(container);
+    const foreign = raw.getBlockBlobClient("bslash/dir/file");
+    await foreign.upload("someone else's", 14);
+    const uri = `${env.AZURITE_BLOB_ENDPOINT}/${container}/bslash/`;
+    const run = await cli(["export", repo, uri, "--branch=main"]);
+    assert.equal(run.code, 1, run.stdout + run.stderr);
+    const dest = new AzureDestination(account, { container, prefix: "bslash/" });
+    const status = (await collect(dest.list())).filter((p) => p.startsWith("EXPORT_"));
+    assert.equal(status.length, 1);
+    assert.match(status[0]!, /_FAILURE$/);
+    const text = (await dest.getText(status[0]!)) ?? "";
+    assert.match(text, /dir\\file/);
+    assert.match(text, /_lakefs_mirror\\ledger\.json/);
+    assert.equal((await foreign.downloadToBuffer()).toString(), "someone else's");
+    assert.equal(await dest.head("_lakefs_mirror/ledger.json"), undefined, "no forged ledger");
+    assert.equal(await dest.getText("ok.txt"), "ok");
+
+    // A diff export that deletes the path does not delete the foreign blob either.
+    await commitObjects(stack, repo, "main", [], ["dir\\file"]);
+    const diff = await cli(["export", repo, uri, "--branch=main", `--prev_commit_id=${c1}`]);
+    assert.equal(diff.code, 1, diff.stdout + diff.stderr);
+    assert.equal((await foreign.downloadToBuffer()).toString(), "someone else's");
+  });
 });
 
 async function collect(pages: AsyncIterable<{ path: string }[]>): Promise<string[]> {

@@ -105,6 +105,40 @@ describe("lakeFS on fake-gcs-server: the export copies inside GCS", () => {
     assert.equal(await dest.head("data/a.csv"), undefined);
     assert.equal(await dest.getText("new.txt"), "n");
   });
+
+  it("an object replaced behind lakeFS (another size) is never copied under lakeFS's name: no SUCCESS with it in any copy mode (regression: rewrite copied it)", async () => {
+    const stack = lakefs.stack;
+    const nsBucket = await createGcsBucket(endpoint, "lakefs-ns");
+    const repo = uniqueName("ongcschg");
+    await stack.lakefs.createRepository(repo, `gs://${nsBucket}/${repo}`);
+    await commitObjects(stack, repo, "main", [
+      { path: "data/a.csv", content: "12345" },
+      { path: "b.txt", content: "b" },
+    ]);
+    const stats = await stack.lakefs.statObject(repo, "main", "data/a.csv");
+    const key = stats.physical_address.slice(`gs://${nsBucket}/`.length);
+    // As an import's source rewritten in place: 10 bytes where lakeFS says 5.
+    const replaced = await fetch(
+      `${endpoint}/upload/storage/v1/b/${nsBucket}/o?uploadType=media&name=${encodeURIComponent(key)}`,
+      { method: "POST", body: "0123456789" },
+    );
+    assert.equal(replaced.status, 200, await replaced.text());
+    for (const mode of ["auto", "server-side"]) {
+      const bucket = await createGcsBucket(endpoint, "mirror");
+      const run = await cli([
+        "export",
+        repo,
+        `gs://${bucket}/m/`,
+        "--branch=main",
+        `--copy-mode=${mode}`,
+      ]);
+      assert.equal(run.code, 1, `${mode}: ${run.stdout}${run.stderr}`);
+      assert.equal(cliSummary(run).status, "FAILURE");
+      const dest = new GcsDestination(http, { bucket, prefix: "m/" });
+      const copied = await dest.head("data/a.csv");
+      assert.ok(copied === undefined || copied.size === 5, `${mode}: ${copied?.size} bytes copied`);
+    }
+  });
 });
 
 describe("lakeFS on Azurite: the export copies inside the storage account", () => {

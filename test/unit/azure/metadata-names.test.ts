@@ -84,6 +84,21 @@ describe("Azure metadata-name mapping", () => {
     assert.deepEqual(decodeMetadata({ lm_x_a: "v" }), { lm_x_a: "v" }, "not what encoding gives");
   });
 
+  it("two stored names for one name are read as stored, in either order: never as what was written (regression: someone's `foo` beside lakefs-mirror's `lm_e_foo`)", () => {
+    const cases: [Record<string, string>, Record<string, string>][] = [
+      [{ foo: "tampered", lm_e_foo: "-" }, { foo: "" }],
+      [{ lm_e_my_2dkey: "-", lm_x_my_2dkey: "v" }, { "my-key": "v" }],
+      [{ lm_x_my_2dkey: "tampered", lm_e_my_2dkey: "-" }, { "my-key": "" }],
+    ];
+    for (const [stored, written] of cases) {
+      for (const order of [stored, Object.fromEntries(Object.entries(stored).reverse())]) {
+        const read = decodeMetadata(order);
+        assert.notDeepEqual(read, written, JSON.stringify(order));
+        assert.deepEqual(read, Object.fromEntries(Object.entries(order)), JSON.stringify(order));
+      }
+    }
+  });
+
   it("refuses an object whose mapped metadata passes Azure's 8 KiB, naming it", () => {
     assert.throws(() => encodeMetadata({ "a-b": "x".repeat(8183) }, "big/obj"), {
       code: "LM_OBJECT_REFUSED",
