@@ -9,6 +9,8 @@
 //   (d) export --sync of an equal mirror, then of one with 1 % drift, vs rclone sync.
 //   (c) a few large objects, streamed and server-side, vs rclone, the raw GET+PUT baseline and
 //       mc cp's server-side copy.
+//   (f) full exports of (a)'s objects and (c)'s into Azurite and fake-gcs-server, vs rclone's
+//       azureblob and gcs backends to the same servers (test/bench/stores.ts).
 // BENCH_ONLY=a,b,e runs a subset (the N = 100,000 run skips the rest).
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -21,6 +23,7 @@ import { parseS3Uri } from "../../src/s3/uri.ts";
 import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
 import { startBenchDaemon } from "./daemon.ts";
+import { benchStores } from "./stores.ts";
 import { markdown, met, svgChart } from "./report.ts";
 import type { Check, Measure } from "./report.ts";
 import {
@@ -41,7 +44,7 @@ const N = Number(process.env.BENCH_OBJECTS ?? 10_000);
 const K = Number(process.env.BENCH_CHANGED ?? 10);
 const LARGE_COUNT = Number(process.env.BENCH_LARGE_COUNT ?? 4);
 const LARGE_MIB = Number(process.env.BENCH_LARGE_MIB ?? 96);
-const ONLY = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,e").split(",").map((s) => s.trim()));
+const ONLY = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,e,f").split(",").map((s) => s.trim()));
 const root = repoRoot;
 const nodeFlags = binNodeFlags;
 const resultsDir = `${root}test/bench/results`;
@@ -295,21 +298,29 @@ async function main() {
     });
   }
 
+  // The large objects of (c) and (f), seeded once.
+  const size = LARGE_MIB * 1024 * 1024;
+  const lbytes = LARGE_COUNT * size;
+  let large: Promise<{ repo: string; commit: string }> | undefined;
+  const largeSet = () =>
+    (large ??= (async () => {
+      const repo = await createRepo(stack, "bench-large");
+      process.stderr.write(`seeding ${LARGE_COUNT} × ${LARGE_MIB} MiB…\n`);
+      const commit = await seed(
+        stack,
+        repo,
+        range(LARGE_COUNT),
+        () => size,
+        (i) => `large/blob-${i}.bin`,
+        "seed large",
+      );
+      return { repo, commit };
+    })());
+
   // (c) Large objects.
   if (ONLY.has("c")) {
-    const lrepo = await createRepo(stack, "bench-large");
+    const { repo: lrepo, commit: lc } = await largeSet();
     const lbucket = await createBucket(stack, "bench-large");
-    const size = LARGE_MIB * 1024 * 1024;
-    process.stderr.write(`seeding ${LARGE_COUNT} × ${LARGE_MIB} MiB…\n`);
-    const lc = await seed(
-      stack,
-      lrepo,
-      range(LARGE_COUNT),
-      () => size,
-      (i) => `large/blob-${i}.bin`,
-      "seed large",
-    );
-    const lbytes = LARGE_COUNT * size;
     const big = `(c) ${LARGE_COUNT} × ${LARGE_MIB} MiB`;
     const rec = (tool: string, u: Usage) => record(big, tool, LARGE_COUNT, lbytes, u);
     const keys = range(LARGE_COUNT).map((i) => `large/blob-${i}.bin`);
@@ -351,19 +362,37 @@ async function main() {
     ratio("(c) large, server-side vs MinIO's own copy (mc cp)", 0.8, server, limit);
     ratio("(c) large, streamed vs raw GET+PUT", 0.95, stream, raw);
   }
+  // (f) Full exports into Azurite and fake-gcs-server, small and large, vs rclone.
+  if (ONLY.has("f")) {
+    const l = await largeSet();
+    await benchStores({
+      env: stack.env,
+      cliEnv: env,
+      rclone: rcloneBin.cmd,
+      small: { repo, commit: c1, objects: N, bytes: smallBytes },
+      large: {
+        ...l,
+        objects: LARGE_COUNT,
+        bytes: lbytes,
+        label: `${LARGE_COUNT} × ${LARGE_MIB} MiB`,
+      },
+      record,
+      ratio,
+    });
+  }
   await stack.close();
 
   // The memory target is about many objects; streaming large ones holds parts by design
-  // (export.multipartQueueSize × part size per upload), so (c) is left out.
+  // (export.multipartQueueSize × part size per upload), so (c) and (f)'s large rows are left out.
   const ours = results.filter(
-    (m) => m.tool.startsWith("lakefs-mirror") && !m.scenario.startsWith("(c)"),
+    (m) => m.tool.startsWith("lakefs-mirror") && !m.scenario.includes(" MiB"),
   );
   checks.push({
     label: `peak RSS of lakefs-mirror, N = ${N}`,
     value: Math.max(...ours.map((m) => m.peakRssMb)),
     target: 200,
     unit: "MB",
-    detail: `the highest of its (a), (b), (d) and (e) rows`,
+    detail: `the highest of its (a), (b), (d), (e) and (f) small rows`,
   });
   const header = [
     `Command: \`${commandLine()}\`, ${new Date().toISOString()}`,
@@ -390,6 +419,7 @@ function commandLine(): string {
     "BENCH_LARGE_COUNT",
     "BENCH_LARGE_MIB",
     "BENCH_ONLY",
+    "BENCH_RESULT",
   ]
     .filter((v) => process.env[v])
     .map((v) => `${v}=${process.env[v]}`);
