@@ -15,6 +15,7 @@ import { gatewayMetadata } from "../lakefs/gateway-metadata.ts";
 import type { ObjectStats } from "../lakefs/types.ts";
 import { withRetry } from "../retry.ts";
 import type { RetryPolicy } from "../retry.ts";
+import { scanDeltaLog } from "../iceberg/index.ts";
 import type { RewrittenKind, TableRewrite } from "./table-rewrite.ts";
 
 export type CopyMode = "auto" | "server-side" | "stream";
@@ -62,7 +63,14 @@ export interface ObjectCopierOptions {
    * chunk of a streamed body: throws (LeaseLostError) when this process may no longer write.
    */
   fence?: (() => void) | undefined;
+  /**
+   * Delta Lake commit files (`_delta_log/<version>.json`) are read and refused when they name
+   * files by absolute paths (shallow clones do): the mirrored table would still read those.
+   */
+  refuseAbsoluteDelta?: boolean | undefined;
 }
+
+const DELTA_COMMIT = /(^|\/)_delta_log\/\d+\.json$/;
 
 /**
  * Copies one object of a commit to the destination. Server-side when its bytes live under the
@@ -99,6 +107,8 @@ export class ObjectCopier {
     if (refused) throw refused;
     const kind = rewrite?.kindOf(stats.path);
     if (rewrite && kind) return this.#rewritten(commitId, stats, rewrite, kind, signal);
+    if (this.#o.refuseAbsoluteDelta && DELTA_COMMIT.test(stats.path))
+      return this.#deltaCommit(commitId, stats, signal);
     const size = stats.size_bytes ?? 0;
     const meta = mirrorMeta(stats);
     const mode = this.#o.mode;
@@ -160,30 +170,51 @@ export class ObjectCopier {
     kind: RewrittenKind,
     signal: AbortSignal | undefined,
   ): Promise<CopyOutcome> {
-    const meta = mirrorMeta(stats);
-    const bytes = await this.#retrying(`read ${stats.path}`, signal, async () => {
-      const { body } = await this.#o.lakefs.getObject(
-        this.#o.repository,
-        commitId,
-        stats.path,
-        signal,
+    const bytes = await this.#read(commitId, stats.path, signal);
+    const out = await rewrite.rewrite(stats.path, kind, bytes);
+    await this.#write(stats, out, signal);
+    rewrite.written(stats.path, out.length);
+    return { method: "stream", bytes: out.length };
+  }
+
+  /** A Delta commit file, read whole (they are small), refused if it names absolute paths. */
+  async #deltaCommit(
+    commitId: string,
+    stats: ObjectStats,
+    signal: AbortSignal | undefined,
+  ): Promise<CopyOutcome> {
+    const bytes = await this.#read(commitId, stats.path, signal);
+    const absolute = scanDeltaLog(bytes);
+    if (absolute.length > 0) {
+      const table = stats.path.slice(0, stats.path.lastIndexOf("_delta_log/")) || "/";
+      const first = absolute[0]!;
+      throw new ObjectRefusedError(
+        `${stats.path}: the Delta table at ${table} names ${absolute.length} file(s) by absolute path (line ${first.line}, ${first.action} ${first.path}), which its mirror would still read from there; the table is not exported past this version`,
       );
+    }
+    await this.#write(stats, bytes, signal);
+    return { method: "stream", bytes: bytes.length };
+  }
+
+  #read(commitId: string, path: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    return this.#retrying(`read ${path}`, signal, async () => {
+      const { body } = await this.#o.lakefs.getObject(this.#o.repository, commitId, path, signal);
       return buffer(body);
     });
-    const out = await rewrite.rewrite(stats.path, kind, bytes);
-    await this.#retrying(`write ${stats.path}`, signal, async () => {
+  }
+
+  #write(stats: ObjectStats, bytes: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
+    return this.#retrying(`write ${stats.path}`, signal, async () => {
       this.#o.fence?.();
       await this.#o.dest.putStream(
         stats.path,
-        Readable.from([out]),
-        out.length,
-        meta,
+        Readable.from([bytes]),
+        bytes.length,
+        mirrorMeta(stats),
         signal,
         this.#o.fence,
       );
     });
-    rewrite.written(stats.path, out.length);
-    return { method: "stream", bytes: out.length };
   }
 
   /** Starts learning the repository's storage namespace ahead of the first copy. */

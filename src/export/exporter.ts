@@ -165,6 +165,7 @@ export class Exporter {
       retry: options.retry,
       serverSideSources: options.serverSideSources,
       fence: options.fence,
+      refuseAbsoluteDelta: rounds === "delta",
     });
   }
 
