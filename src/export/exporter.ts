@@ -359,7 +359,7 @@ export class Exporter {
         repository: this.#o.repository,
         destination: this.#o.destination,
         copier: this.#copier,
-        rounds: this.#rounds,
+        rounds: rewrite ? rewrite.rounds(this.#rounds) : this.#rounds,
         deletesLast: this.#deletesLast,
         deferredInMemory: this.#o.deferredInMemory,
         spillDirectory: this.#o.spillDirectory,

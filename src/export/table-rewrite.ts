@@ -1,9 +1,11 @@
 import { buffer } from "node:stream/consumers";
 import type { Destination } from "../destination/destination.ts";
-import { TableRewriteError } from "../errors.ts";
+import { LakefsNotFoundError, SourceObjectError, TableRewriteError } from "../errors.ts";
 import { PathMapper, planIcebergRewrite, rewriteIcebergFile } from "../iceberg/index.ts";
 import type { IcebergPlan, RewriteKind } from "../iceberg/index.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
+import { Rounds } from "./rounds.ts";
+import type { RoundPosition } from "./rounds.ts";
 
 /**
  * The files an Iceberg plan looks at: table metadata, manifests and manifest lists by their
@@ -14,6 +16,8 @@ const TABLE_FILE =
   /\.(parquet|puffin|avro|orc)$|\.metadata\.json(\.gz)?$|(^|\/)version-hint\.text$/;
 
 export type RewrittenKind = Exclude<RewriteKind, "version-hint">;
+
+const VERSION_HINT = /(^|\/)version-hint\.text$/;
 
 export interface TableRewriteOptions {
   lakefs: LakefsClient;
@@ -103,13 +107,49 @@ export class TableRewrite {
     return out.bytes;
   }
 
+  /**
+   * The export's rounds with this plan's files placed as a reader of the table needs them,
+   * whatever the rules say (a table whose metadata is not under `metadata/`, or other rounds
+   * than the `iceberg` preset): delete files with the data (round 0), manifests (round 1),
+   * their lists after them (round 1, step 1), table metadata (round 2), `version-hint.text`
+   * (round 3); every other path where `base` puts it.
+   */
+  rounds(base: Rounds): Rounds {
+    return new Rounds((path): RoundPosition => {
+      switch (this.#plan.kinds.get(path)) {
+        case "position-deletes":
+        case "deletion-vectors":
+          return { round: 0 };
+        case "manifest":
+          return { round: 1, step: 0 };
+        case "manifest-list":
+          return { round: 1, step: 1 };
+        case "metadata":
+          return { round: 2 };
+        case undefined:
+          return VERSION_HINT.test(path) ? { round: 3 } : base.positionOf(path);
+      }
+    });
+  }
+
   /** Records a rewritten file's size once it is at the mirror. */
   written(path: string, size: number): void {
     this.#written.set(path, size);
   }
 }
 
+/**
+ * A file's bytes at the commit. A path the export retries that is gone from the commit (its
+ * task deletes it) reads as nothing: the plan then refuses it as no table file, which nothing
+ * consults, since the export deletes it instead of copying it.
+ */
 async function read(o: TableRewriteOptions, path: string): Promise<Uint8Array> {
-  const { body } = await o.lakefs.getObject(o.repository, o.commitId, path, o.signal);
-  return buffer(body);
+  try {
+    const { body } = await o.lakefs.getObject(o.repository, o.commitId, path, o.signal);
+    return await buffer(body);
+  } catch (err) {
+    if (err instanceof SourceObjectError || err instanceof LakefsNotFoundError)
+      return new Uint8Array(0);
+    throw err;
+  }
 }

@@ -42,14 +42,21 @@ export interface IcebergPlan {
   failures: TableRewriteError[];
 }
 
+const ICEBERG_MANIFEST_NAME =
+  /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-m\d+|optimized-m-[0-9a-f-]{36})\.avro$/i;
+
 /** What Iceberg names its metadata files (Iceberg's TableMetadataParser and SnapshotProducer). */
 export function metadataKindByName(path: string): "metadata" | "version-hint" | "avro" | undefined {
   const name = path.slice(path.lastIndexOf("/") + 1);
   if (name.endsWith(".metadata.json") || name.endsWith(".metadata.json.gz")) return "metadata";
   if (name === "version-hint.text") return "version-hint";
   // Manifests and manifest lists live in the table's metadata directory (`snap-*.avro` for
-  // lists); an Avro data file lives elsewhere and is never read here.
-  if (name.endsWith(".avro") && (name.startsWith("snap-") || /(^|\/)metadata\//.test(path))) {
+  // lists), or where `write.metadata.path` puts them, named as Iceberg's writers name them
+  // (`<uuid>-m<n>.avro`, Spark's `optimized-m-<uuid>.avro`); an Avro data file is never read.
+  if (
+    name.endsWith(".avro") &&
+    (name.startsWith("snap-") || ICEBERG_MANIFEST_NAME.test(name) || /(^|\/)metadata\//.test(path))
+  ) {
     return "avro";
   }
   return undefined;
@@ -75,45 +82,52 @@ export async function planIcebergRewrite(
   const failures: TableRewriteError[] = [];
   const deleteFiles = new Map<string, "position-deletes" | "deletion-vectors">();
 
-  for (const path of all) {
-    const byName = metadataKindByName(path);
-    if (byName === "metadata") kinds.set(path, "metadata");
-    else if (byName === "version-hint") hints.push(path);
-    else if (byName === "avro") {
-      try {
-        const scan = await scanAvroMetadata(path, await read(path));
-        kinds.set(path, scan.kind);
-        const recorded: string[] = [];
-        for (const f of scan.files) {
-          const target = mapper.repositoryPath(f.uri);
-          if (target === undefined) {
+  const scanAvro = async (path: string) => {
+    try {
+      const scan = await scanAvroMetadata(path, await read(path));
+      kinds.set(path, scan.kind);
+      const recorded: string[] = [];
+      for (const f of scan.files) {
+        const target = mapper.repositoryPath(f.uri);
+        if (target === undefined) {
+          throw new TableRewriteError(
+            `${path} records "${f.uri}", which is not an object of lakeFS repository ${mapper.repository}`,
+            path,
+            f.uri,
+          );
+        }
+        if (scan.kind === "manifest-list") {
+          recorded.push(target);
+        } else if (f.content === 1) {
+          const format = f.format.toUpperCase();
+          if (format !== "PARQUET" && format !== "PUFFIN") {
             throw new TableRewriteError(
-              `${path} records "${f.uri}", which is not an object of lakeFS repository ${mapper.repository}`,
+              `${path} records the ${f.format} position-delete file ${f.uri}; only Parquet position deletes and Puffin deletion vectors are rewritten`,
               path,
               f.uri,
             );
           }
-          if (scan.kind === "manifest-list") {
-            recorded.push(target);
-          } else if (f.content === 1) {
-            const format = f.format.toUpperCase();
-            if (format !== "PARQUET" && format !== "PUFFIN") {
-              throw new TableRewriteError(
-                `${path} records the ${f.format} position-delete file ${f.uri}; only Parquet position deletes and Puffin deletion vectors are rewritten`,
-                path,
-                f.uri,
-              );
-            }
-            deleteFiles.set(target, format === "PARQUET" ? "position-deletes" : "deletion-vectors");
-            recorded.push(target);
-          }
+          deleteFiles.set(target, format === "PARQUET" ? "position-deletes" : "deletion-vectors");
+          recorded.push(target);
         }
-        records.set(path, [...new Set(recorded)]);
-      } catch (err) {
-        if (!(err instanceof TableRewriteError)) throw err;
-        failures.push(err);
       }
+      records.set(path, [...new Set(recorded)]);
+    } catch (err) {
+      if (!(err instanceof TableRewriteError)) throw err;
+      failures.push(err);
     }
+  };
+  for (const path of all) {
+    const byName = metadataKindByName(path);
+    if (byName === "metadata") kinds.set(path, "metadata");
+    else if (byName === "version-hint") hints.push(path);
+    else if (byName === "avro") await scanAvro(path);
+  }
+  // A manifest list names its manifests: one of this export that its name did not give away
+  // (a writer's own naming outside `metadata/`) is read as a manifest too.
+  for (const path of [...kinds.keys()]) {
+    if (kinds.get(path) !== "manifest-list") continue;
+    for (const m of records.get(path) ?? []) if (all.has(m) && !kinds.has(m)) await scanAvro(m);
   }
   for (const [path, kind] of deleteFiles) if (all.has(path)) kinds.set(path, kind);
 
