@@ -7,27 +7,13 @@ import type { Destination } from "../../../src/destination/destination.ts";
 import { LakefsNotFoundError, SourceObjectError } from "../../../src/errors.ts";
 import { Exporter } from "../../../src/export/exporter.ts";
 import { AvroWriter } from "../../../src/iceberg/avro-binary.ts";
-import { writeContainer } from "../../../src/iceberg/avro-container.ts";
+import { avroContainer } from "../iceberg/avro-fixture.ts";
 import type { LakefsClient } from "../../../src/lakefs/client.ts";
 import type { ObjectStats } from "../../../src/lakefs/types.ts";
 
 // Minimal Avro object container files with Iceberg's field names: enough for the planner to
 // tell a manifest list from a manifest and for the rewrite to map their paths. Real tables
 // (pyiceberg, Iceberg's Java library) are in test/integration/iceberg-export.test.ts.
-function container(schema: unknown, records: Uint8Array, count: number): Uint8Array {
-  const h = new AvroWriter();
-  h.raw(Buffer.from("Obj\x01", "latin1"));
-  h.long(2);
-  h.string("avro.schema");
-  h.string(JSON.stringify(schema));
-  h.string("avro.codec");
-  h.string("null");
-  h.long(0);
-  const sync = Buffer.alloc(16, 7);
-  h.raw(sync);
-  return writeContainer(h.finish(), "null", sync, [{ count, data: records }]);
-}
-
 function manifest(dataFiles: string[]): Uint8Array {
   const schema = {
     type: "record",
@@ -57,7 +43,7 @@ function manifest(dataFiles: string[]): Uint8Array {
     w.string("PARQUET");
     w.long(10);
   }
-  return container(schema, w.finish(), dataFiles.length);
+  return avroContainer(schema, w.finish(), dataFiles.length);
 }
 
 function manifestList(manifests: [string, number][]): Uint8Array {
@@ -74,7 +60,7 @@ function manifestList(manifests: [string, number][]): Uint8Array {
     w.string(p);
     w.long(n);
   }
-  return container(schema, w.finish(), manifests.length);
+  return avroContainer(schema, w.finish(), manifests.length);
 }
 
 /** A commit of `files` in lakeFS and an empty mirror, both in memory; writes are recorded. */

@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { AvroReader, AvroWriter, compileSchema } from "../../../src/iceberg/avro-binary.ts";
 import type { AvroType } from "../../../src/iceberg/avro-binary.ts";
-import { readContainer, writeContainer } from "../../../src/iceberg/avro-container.ts";
+import { readContainer } from "../../../src/iceberg/avro-container.ts";
 import { rewriteManifest, rewriteManifestList } from "../../../src/iceberg/manifests.ts";
 import { PathMapper } from "../../../src/iceberg/path-map.ts";
+import { avroContainer } from "./avro-fixture.ts";
 
 const mapper = new PathMapper({ repository: "r", destinationRoot: "s3://b/m/" });
 const FILE_PATH_ID = 2147483546;
@@ -72,20 +73,6 @@ function kv(w: AvroWriter, value: string | undefined): void {
   w.long(0);
 }
 
-function container(schema: unknown, records: Uint8Array, count: number): Uint8Array {
-  const h = new AvroWriter();
-  h.raw(Buffer.from("Obj\x01", "latin1"));
-  h.long(2);
-  h.string("avro.schema");
-  h.string(JSON.stringify(schema));
-  h.string("avro.codec");
-  h.string("deflate");
-  h.long(0);
-  const sync = Buffer.alloc(16, 7);
-  h.raw(sync);
-  return writeContainer(h.finish(), "deflate", sync, [{ count, data: records }]);
-}
-
 function manifest(entries: Entry[]): Uint8Array {
   const w = new AvroWriter();
   for (const e of entries) {
@@ -104,7 +91,7 @@ function manifest(entries: Entry[]): Uint8Array {
       w.string(e.referenced);
     }
   }
-  return container(entrySchema, w.finish(), entries.length);
+  return avroContainer(entrySchema, w.finish(), entries.length, "deflate");
 }
 
 /** Decodes the entries back (the test's own reader of its own small schema). */
@@ -262,7 +249,7 @@ describe("rewriteManifestList", () => {
       w.long(5);
       w.long(-9223372036854775808n);
     }
-    return container(
+    return avroContainer(
       {
         type: "record",
         name: "manifest_file",
@@ -273,6 +260,7 @@ describe("rewriteManifestList", () => {
       },
       w.finish(),
       paths.length,
+      "deflate",
     );
   };
 
