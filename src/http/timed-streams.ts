@@ -103,7 +103,20 @@ export function writeRequestBody(
   body: RequestBody,
   idleMs: number,
   onTimeout: (ms: number) => Error,
+  beforeWrite?: () => void,
 ): void {
+  // Passed right before bytes go to the socket: a process paused between the caller's own
+  // check and the write (SIGSTOP, a long GC) must not send them once it may no longer write.
+  const passes = (): boolean => {
+    if (!beforeWrite) return true;
+    try {
+      beforeWrite();
+      return true;
+    } catch (err) {
+      req.destroy(err as Error);
+      return false;
+    }
+  };
   let idle: NodeJS.Timeout | undefined;
   const waitForDrain = (then: () => void) => {
     idle = setTimeout(() => req.destroy(onTimeout(idleMs)), idleMs).unref();
@@ -121,12 +134,15 @@ export function writeRequestBody(
       return;
     }
     const onData = (chunk: Buffer) => {
+      if (!passes()) return;
       if (!req.write(chunk)) {
         body.pause();
         waitForDrain(() => body.resume());
       }
     };
-    const onEnd = () => req.end();
+    const onEnd = () => {
+      if (passes()) req.end();
+    };
     const onError = (err: Error) => req.destroy(err);
     body.on("data", onData);
     body.once("end", onEnd);
@@ -144,17 +160,18 @@ export function writeRequestBody(
     return;
   }
   if (body === null || body === undefined) {
-    req.end();
+    if (passes()) req.end();
     return;
   }
   const bytes = typeof body === "string" ? Buffer.from(body) : body;
   if (bytes.byteLength <= SLICE_BYTES) {
-    req.end(bytes);
+    if (passes()) req.end(bytes);
     return;
   }
   let offset = 0;
   const next = () => {
     while (offset < bytes.byteLength) {
+      if (!passes()) return;
       const slice = bytes.subarray(offset, offset + SLICE_BYTES);
       offset += slice.byteLength;
       if (!req.write(slice)) {
@@ -165,4 +182,19 @@ export function writeRequestBody(
     req.end();
   };
   next();
+}
+
+const writeFences = new WeakMap<AbortSignal, () => void>();
+
+/**
+ * Makes `fence` travel with a request's abort signal to the HTTP handler, which passes it right
+ * before each write of the request's body to the socket (see writeRequestBody).
+ */
+export function fenceWrites(signal: AbortSignal, fence: () => void): void {
+  writeFences.set(signal, fence);
+}
+
+/** The fence a request's signal carries (fenceWrites), if any. */
+export function writeFenceOf(signal: AbortSignal | undefined): (() => void) | undefined {
+  return signal ? writeFences.get(signal) : undefined;
 }

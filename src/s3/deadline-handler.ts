@@ -5,7 +5,12 @@ import type { Agent as HttpsAgent } from "node:https";
 import type { HttpHandlerOptions, HttpRequest, HttpResponse } from "@smithy/types";
 import { assertDeadlines, firstByteDeadline, requestTimeout } from "../http/deadlines.ts";
 import type { Deadlines, Work } from "../http/deadlines.ts";
-import { ProgressTimedBody, bodyLength, writeRequestBody } from "../http/timed-streams.ts";
+import {
+  ProgressTimedBody,
+  bodyLength,
+  writeFenceOf,
+  writeRequestBody,
+} from "../http/timed-streams.ts";
 import type { RequestBody } from "../http/timed-streams.ts";
 import { S3_LIMITS } from "./limits.ts";
 
@@ -203,7 +208,13 @@ export class DeadlineHttpHandler {
       const sendBody = () => {
         const body = request.body as RequestBody;
         const write = () =>
-          writeRequestBody(req, body, deadlines.idleMs, (ms) => timeout("request body", ms));
+          writeRequestBody(
+            req,
+            body,
+            deadlines.idleMs,
+            (ms) => timeout("request body", ms),
+            writeFenceOf(signal),
+          );
         const expect = request.headers.Expect ?? request.headers.expect;
         if (expect !== "100-continue" || !body) {
           write();
