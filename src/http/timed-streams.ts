@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { ClientRequest } from "node:http";
 import { Readable } from "node:stream";
 
@@ -184,17 +185,18 @@ export function writeRequestBody(
   next();
 }
 
-const writeFences = new WeakMap<AbortSignal, () => void>();
+const writeFence = new AsyncLocalStorage<() => void>();
 
 /**
- * Makes `fence` travel with a request's abort signal to the HTTP handler, which passes it right
- * before each write of the request's body to the socket (see writeRequestBody).
+ * Runs `send` with `fence` in its async context, where the HTTP handler finds it (currentWriteFence)
+ * and passes it right before each write of the request's body to the socket (writeRequestBody):
+ * it survives the SDK's wrapping of the body and of the abort signal.
  */
-export function fenceWrites(signal: AbortSignal, fence: () => void): void {
-  writeFences.set(signal, fence);
+export function withWriteFence<T>(fence: (() => void) | undefined, send: () => T): T {
+  return fence ? writeFence.run(fence, send) : send();
 }
 
-/** The fence a request's signal carries (fenceWrites), if any. */
-export function writeFenceOf(signal: AbortSignal | undefined): (() => void) | undefined {
-  return signal ? writeFences.get(signal) : undefined;
+/** The fence of the request being sent (withWriteFence), if any. */
+export function currentWriteFence(): (() => void) | undefined {
+  return writeFence.getStore();
 }

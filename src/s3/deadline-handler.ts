@@ -8,7 +8,7 @@ import type { Deadlines, Work } from "../http/deadlines.ts";
 import {
   ProgressTimedBody,
   bodyLength,
-  writeFenceOf,
+  currentWriteFence,
   writeRequestBody,
 } from "../http/timed-streams.ts";
 import type { RequestBody } from "../http/timed-streams.ts";
@@ -154,6 +154,7 @@ export class DeadlineHttpHandler {
     options: S3RequestOptions = {},
   ): Promise<{ response: HttpResponse }> {
     const signal = options.abortSignal as AbortSignal | undefined;
+    const fence = currentWriteFence();
     if (signal?.aborted) return Promise.reject(abortError(signal));
     const { deadlines, connectTimeoutMs } = this.#o;
     const plan = requestPlan(request, options.copyBytes);
@@ -208,13 +209,7 @@ export class DeadlineHttpHandler {
       const sendBody = () => {
         const body = request.body as RequestBody;
         const write = () =>
-          writeRequestBody(
-            req,
-            body,
-            deadlines.idleMs,
-            (ms) => timeout("request body", ms),
-            writeFenceOf(signal),
-          );
+          writeRequestBody(req, body, deadlines.idleMs, (ms) => timeout("request body", ms), fence);
         const expect = request.headers.Expect ?? request.headers.expect;
         if (expect !== "100-continue" || !body) {
           write();

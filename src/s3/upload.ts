@@ -4,7 +4,7 @@ import { PutObjectCommand } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { ObjectMeta } from "../destination/destination.ts";
 import { LeaseLostError, ObjectRefusedError } from "../errors.ts";
-import { fenceWrites } from "../http/timed-streams.ts";
+import { withWriteFence } from "../http/timed-streams.ts";
 import { assertStorable, partSizeFor } from "./limits.ts";
 import { multipartUpload, streamParts } from "./multipart.ts";
 import { toDestinationError } from "./s3-error.ts";
@@ -43,9 +43,6 @@ export async function uploadStream(s3: S3Client, u: StreamUpload): Promise<void>
   // a body cut short (lakeFS's answer broken off) would leave the upload waiting for bytes
   // that never come. The body's error aborts the request instead.
   const ac = new AbortController();
-  // Passed again by the HTTP handler right before the body's bytes go out (a process paused
-  // after the checks below must not send them when it resumes without the lease).
-  if (fence) fenceWrites(ac.signal, fence);
   const onAbort = () => ac.abort(signal?.reason);
   if (signal?.aborted) onAbort();
   signal?.addEventListener("abort", onAbort, { once: true });
@@ -60,16 +57,20 @@ export async function uploadStream(s3: S3Client, u: StreamUpload): Promise<void>
     assertStorable(u.size, u.path);
     if (u.size < u.multipartThresholdBytes || u.size === 0) {
       fence?.();
-      await s3.send(
-        new PutObjectCommand({
-          Bucket: u.bucket,
-          Key: u.key,
-          Body: fence ? fencedBody(body, fence, onBodyError) : body,
-          ContentLength: u.size,
-          ContentType: u.meta.contentType,
-          Metadata: u.meta.metadata,
-        }),
-        { abortSignal: ac.signal },
+      // Passed again by the HTTP handler right before the body's bytes go out: a process
+      // paused after this check must not send them when it resumes without the lease.
+      await withWriteFence(fence, () =>
+        s3.send(
+          new PutObjectCommand({
+            Bucket: u.bucket,
+            Key: u.key,
+            Body: fence ? fencedBody(body, fence, onBodyError) : body,
+            ContentLength: u.size,
+            ContentType: u.meta.contentType,
+            Metadata: u.meta.metadata,
+          }),
+          { abortSignal: ac.signal },
+        ),
       );
       return;
     }
