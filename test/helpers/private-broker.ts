@@ -3,24 +3,13 @@ import { randomBytes } from "node:crypto";
 import type { ChildProcess } from "node:child_process";
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { freePort } from "./ports.ts";
 
 const stackDir = fileURLToPath(new URL("../stack/", import.meta.url));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The stack's Kafka JVM command line (test/stack/lib.sh's kafka_java) running `args`. */
 const withKafkaJava = 'source "$1/lib.sh"; kafka_java; shift;';

@@ -2,7 +2,6 @@ import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,19 +9,9 @@ import { promisify } from "node:util";
 import { LakefsClient } from "../../src/lakefs/client.ts";
 import { createS3Client } from "../../src/s3/client.ts";
 import type { Stack } from "./stack.ts";
+import { freePort } from "./ports.ts";
 
 const stackDir = fileURLToPath(new URL("../stack/", import.meta.url));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The stack's lakeFS binary (test/stack/lib.sh's lakefs_bin). */
 async function lakefsBinary(): Promise<string> {
