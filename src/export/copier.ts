@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type {
   Destination,
   DestinationReason,
+  HeadResult,
   ObjectMeta,
   StorageAddress,
   StorageLocation,
@@ -22,8 +23,18 @@ export type CopyMode = "auto" | "server-side" | "stream";
 export const copyModes: readonly CopyMode[] = ["auto", "server-side", "stream"];
 
 export interface CopyOutcome {
-  method: "server-side" | "stream";
+  /** "unchanged": the destination already held the bytes and metadata (see `unlessSame`). */
+  method: "server-side" | "stream" | "unchanged";
   bytes: number;
+}
+
+export interface CopyOptions {
+  /**
+   * A file the export rewrites is written only if the destination does not already hold its
+   * rewrite with the same metadata (a reconcile: the rewrite differs from the source's bytes
+   * by design, so the source's size and checksum cannot tell).
+   */
+  unlessSame?: boolean | undefined;
 }
 
 /**
@@ -37,6 +48,17 @@ const UNREADABLE_SOURCE: ReadonlySet<DestinationReason> = new Set<DestinationRea
   "WrongEndpoint",
   "AuthenticationFailed",
 ]);
+
+/** Whether an object at the destination carries the Content-Type and metadata it should. */
+export function sameMeta(
+  held: Pick<HeadResult, "contentType" | "metadata">,
+  want: ObjectMeta,
+): boolean {
+  if (held.contentType !== want.contentType) return false;
+  const a = Object.entries(held.metadata).sort();
+  const b = Object.entries(want.metadata).sort();
+  return a.length === b.length && a.every(([k, v], i) => b[i]?.[0] === k && b[i][1] === v);
+}
 
 /** What a mirrored object carries besides its bytes: what the lakeFS S3 gateway serves. */
 export function mirrorMeta(stats: ObjectStats): ObjectMeta {
@@ -102,11 +124,13 @@ export class ObjectCopier {
     stats: ObjectStats,
     signal?: AbortSignal,
     rewrite?: TableRewrite,
+    options: CopyOptions = {},
   ): Promise<CopyOutcome> {
     const refused = rewrite?.failureOf(stats.path);
     if (refused) throw refused;
     const kind = rewrite?.kindOf(stats.path);
-    if (rewrite && kind) return this.#rewritten(commitId, stats, rewrite, kind, signal);
+    if (rewrite && kind)
+      return this.#rewritten(commitId, stats, rewrite, kind, signal, options.unlessSame === true);
     if (this.#o.refuseAbsoluteDelta && DELTA_COMMIT.test(stats.path))
       return this.#deltaCommit(commitId, stats, signal);
     const size = stats.size_bytes ?? 0;
@@ -169,12 +193,29 @@ export class ObjectCopier {
     rewrite: TableRewrite,
     kind: RewrittenKind,
     signal: AbortSignal | undefined,
+    unlessSame: boolean,
   ): Promise<CopyOutcome> {
     const bytes = await this.#read(commitId, stats.path, signal);
     const out = await rewrite.rewrite(stats.path, kind, bytes);
-    await this.#write(stats, out, signal);
+    const same = unlessSame && (await this.#holds(stats, out, signal));
+    if (!same) await this.#write(stats, out, signal);
+    // Recorded either way: the files that record this one's size are rewritten with it.
     rewrite.written(stats.path, out.length);
-    return { method: "stream", bytes: out.length };
+    return same ? { method: "unchanged", bytes: 0 } : { method: "stream", bytes: out.length };
+  }
+
+  /** Whether the destination holds exactly these bytes at the path, with the object's metadata. */
+  async #holds(stats: ObjectStats, bytes: Uint8Array, signal?: AbortSignal): Promise<boolean> {
+    const dest = this.#o.dest;
+    const head = await this.#retrying(`head ${stats.path}`, signal, () =>
+      dest.head(stats.path, signal),
+    );
+    if (!head || head.size !== bytes.length || !sameMeta(head, mirrorMeta(stats))) return false;
+    const held = await this.#retrying(`read ${stats.path} at the destination`, signal, async () => {
+      const body = await dest.read(stats.path, signal);
+      return body ? buffer(body) : undefined;
+    });
+    return held !== undefined && Buffer.from(held).equals(bytes);
   }
 
   /** A Delta commit file, read whole (they are small), refused if it names absolute paths. */

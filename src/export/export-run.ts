@@ -13,7 +13,7 @@ import { MAX_FAILED } from "../ledger/ledger.ts";
 import { withRetry } from "../retry.ts";
 import type { RetryPolicy } from "../retry.ts";
 import type { Destination } from "../destination/destination.ts";
-import { mirrorMeta } from "./copier.ts";
+import { mirrorMeta, sameMeta } from "./copier.ts";
 import type { ObjectCopier } from "./copier.ts";
 import type { TableRewrite } from "./table-rewrite.ts";
 import { TaskPool } from "./pool.ts";
@@ -352,7 +352,8 @@ export class ExportRun {
       // (withListedStats), stat it by commit ID to learn one.
       stats ??= task.op !== "sync" && task.stats ? task.stats : await this.#stat(task.path);
       const rewrite = this.#o.rewrite;
-      // A rewritten file differs from its source by design: a reconcile rewrites it again.
+      // A rewritten file differs from its source by design: a reconcile compares the
+      // destination with the rewrite of the source instead (the copier's `unlessSame`).
       const rewritten = rewrite?.kindOf(task.path) !== undefined;
       if (task.op === "check" && !rewritten && (await this.#sameMeta(task.path, stats))) {
         this.#progress.unchanged++;
@@ -360,8 +361,16 @@ export class ExportRun {
         return;
       }
       if (!this.#mayWrite()) return;
-      const outcome = await this.#o.copier.copy(this.#commitId, stats, signal, rewrite);
+      const reconciled = task.op === "check" || (task.op === "copy" && task.change === "differs");
+      const outcome = await this.#o.copier.copy(this.#commitId, stats, signal, rewrite, {
+        unlessSame: rewritten && reconciled,
+      });
       const progress = this.#progress;
+      if (outcome.method === "unchanged") {
+        progress.unchanged++;
+        this.#done(task.path);
+        return;
+      }
       progress.copied++;
       progress.bytes += outcome.bytes;
       if (outcome.method === "stream") {
@@ -391,12 +400,7 @@ export class ExportRun {
       () => this.#o.destination.head(path, this.#signal),
       this.#retryOptions(`head ${path}`),
     );
-    if (!head) return false;
-    const want = mirrorMeta(stats);
-    if (head.contentType !== want.contentType) return false;
-    const a = Object.entries(head.metadata).sort();
-    const b = Object.entries(want.metadata).sort();
-    return a.length === b.length && a.every(([k, v], i) => b[i]?.[0] === k && b[i][1] === v);
+    return head !== undefined && sameMeta(head, mirrorMeta(stats));
   }
 
   async #deleteBatch(paths: string[]): Promise<void> {

@@ -10,10 +10,19 @@ stdout. Commands:
               file is given, reached through any S3 endpoint (the gateway, or MinIO)
   check       the mirrored table's files, read with fastavro and json: every path under the
               root, every manifest_length the object's size, everything else equal to the source
+  step        one change to the table of write-dev's catalog: append, overwrite, delete, evolve,
+              expire (the oldest snapshot but the current one), or remove-orphans (delete the
+              files no snapshot of the current metadata reaches, as a maintenance job does)
+  digest      for each metadata file given: every snapshot's rows of the table, as a digest per
+              snapshot ID, and the current snapshot's
+  poll        read the newest metadata file of a mirrored table over and over until a stop file
+              appears: each read is the current snapshot and every snapshot by ID, as digests
 """
 
+import hashlib
 import json
 import os
+import time
 import re
 import sys
 import tempfile
@@ -25,6 +34,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.expressions import EqualTo
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
+from pyiceberg.table import StaticTable
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DoubleType, LongType, NestedField, StringType
 
@@ -261,7 +271,91 @@ def check(req):
     return checked
 
 
+def step(req):
+    cat = catalog(req["db"], req["s3"])
+    tbl = cat.load_table("ns.t")
+    op, n = req["op"], req["n"]
+    has_extra = any(f.name == "extra" for f in tbl.schema().fields)
+    extra = f"e{n}" if has_extra else None
+    if op == "append":
+        tbl.append(batch(1000 * n, 5 + n % 4, extra=extra))
+    elif op == "overwrite":
+        tbl.overwrite(batch(1000 * n, 4, extra=extra), overwrite_filter=EqualTo("part", PARTS[n % len(PARTS)]))
+    elif op == "delete":
+        ids = sorted(r["id"] for r in tbl.scan(selected_fields=("id",)).to_arrow().to_pylist())
+        tbl.delete(delete_filter=EqualTo("id", ids[len(ids) // 2]))
+    elif op == "evolve":
+        with tbl.update_schema() as update:
+            update.add_column(f"c{n}" if has_extra else "extra", StringType())
+    elif op == "expire":
+        current = tbl.metadata.current_snapshot_id
+        oldest = [s.snapshot_id for s in sorted(tbl.metadata.snapshots, key=lambda s: s.timestamp_ms)]
+        tbl.maintenance.expire_snapshots().by_id(next(i for i in oldest if i != current)).commit()
+    elif op == "remove-orphans":
+        fs = fs_of(req["s3"])
+        reached = set()
+        for snap in tbl.metadata.snapshots:
+            reached.add(strip(snap.manifest_list))
+            for m in snap.manifests(tbl.io):
+                reached.add(strip(m.manifest_path))
+                for e in m.fetch_manifest_entry(tbl.io, discard_deleted=False):
+                    reached.add(strip(e.data_file.file_path))
+        removed = []
+        for info in fs.get_file_info(pafs.FileSelector(strip(tbl.location()), recursive=True)):
+            if info.type != pafs.FileType.File or info.path.endswith(".metadata.json"):
+                continue
+            if info.path not in reached:
+                fs.delete_file(info.path)
+                removed.append(info.path)
+        return {"metadata": tbl.metadata_location, "removed": len(removed)}
+    else:
+        raise ValueError(f"unknown step {op}")
+    return {"metadata": cat.load_table("ns.t").metadata_location}
+
+
+def digest_rows(arrow):
+    return hashlib.sha256("\n".join(rows_of(arrow)).encode()).hexdigest()
+
+
+def digests(tbl):
+    snapshots = {str(s.snapshot_id): digest_rows(tbl.scan(snapshot_id=s.snapshot_id).to_arrow()) for s in tbl.metadata.snapshots}
+    current = tbl.metadata.current_snapshot_id
+    return {"current": str(current), "current_rows": digest_rows(tbl.scan().to_arrow()), "snapshots": snapshots}
+
+
+def digest(req):
+    return {m: digests(StaticTable.from_metadata(m, s3_props(req["s3"]))) for m in req["metadata"]}
+
+
+def poll(req):
+    """Reads as a lakeFS-unaware reader would: the newest metadata file it finds, then its data."""
+    fs = fs_of(req["s3"])
+    metadata_dir = strip(req["table"]) + "/metadata"
+    version = re.compile(r"/(\d+)-[^/]*\.metadata\.json$")
+    reads, failures, seen = [], [], set()
+    while not os.path.exists(req["stop"]):
+        started = time.time()
+        try:
+            found = [
+                i.path for i in fs.get_file_info(pafs.FileSelector(metadata_dir, allow_not_found=True))
+                if version.search(i.path)
+            ]
+            if not found:
+                time.sleep(0.05)
+                continue
+            newest = max(found, key=lambda p: int(version.search(p).group(1)))
+            tbl = StaticTable.from_metadata("s3://" + newest, s3_props(req["s3"]))
+            reads.append({"metadata": newest, **digests(tbl), "started": started, "ended": time.time()})
+            seen.add(newest)
+        except Exception as err:  # every failure is reported, none ends the polling
+            failures.append(f"{type(err).__name__}: {err}")
+    return {"reads": reads, "failures": failures, "metadata_files": len(seen)}
+
+
 COMMANDS = {
+    "step": step,
+    "digest": digest,
+    "poll": poll,
     "write-dev": write_dev,
     "write-main": write_main,
     "append": append,
