@@ -59,6 +59,7 @@ export interface Config {
   retry: RetryPolicy;
   export: {
     concurrency: number;
+    adaptiveConcurrency: boolean;
     copyMode: CopyMode;
     rounds: RoundPresetName | RoundRule[];
     deletesLast: boolean | null;
@@ -326,6 +327,11 @@ export const schema = {
       format: "positive-int",
       default: 32,
       env: "LAKEFS_MIRROR_CONCURRENCY",
+    },
+    adaptiveConcurrency: {
+      doc: "on throttling answers (SlowDown, 503, 429) a store gets fewer writes at once, growing back while they succeed",
+      format: Boolean,
+      default: true,
     },
     copyMode: {
       doc: "auto | server-side | stream",

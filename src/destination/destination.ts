@@ -93,6 +93,12 @@ export interface Destination {
     condition: WriteCondition,
     signal?: AbortSignal,
   ): Promise<string | undefined>;
+  /**
+   * Where writes are paced (AdaptiveDestination, `export.adaptiveConcurrency`): waits for a slot
+   * for one task that writes (a copy with its retries, a delete batch), to be released when the
+   * task ends. Absent: no pacing. Backends do not implement it; the pacing wraps them.
+   */
+  writeSlot?(signal?: AbortSignal): Promise<{ release(): void }>;
 }
 
 /** What a mirrored object carries besides its bytes. */

@@ -3,6 +3,8 @@ import type { Config } from "../config.ts";
 import { connectGcs } from "../gcs/backend.ts";
 import { connectAzure } from "../azure/backend.ts";
 import { connectS3 } from "../s3/backend.ts";
+import { AdaptiveLimit } from "./adaptive-limit.ts";
+import { AdaptiveDestination } from "./adaptive.ts";
 import type { Destination, StorageLocation } from "./destination.ts";
 import { parseLocation } from "./schemes.ts";
 
@@ -33,6 +35,8 @@ export class DestinationFactory {
   readonly #logger: Logger;
   readonly #backends: Readonly<Record<string, ConnectBackend>>;
   readonly #sessions = new Map<string, DestinationSession>();
+  /** `scheme://container` → how many bulk writes it takes at once (export.adaptiveConcurrency). */
+  readonly #limits = new Map<string, AdaptiveLimit>();
 
   constructor(config: Config, logger: Logger, backends = BACKENDS) {
     this.#config = config;
@@ -50,7 +54,28 @@ export class DestinationFactory {
       session = connect(this.#config, this.#logger);
       this.#sessions.set(location.scheme, session);
     }
-    return session.open(location);
+    const destination = session.open(location);
+    if (!this.#config.export.adaptiveConcurrency) return destination;
+    return new AdaptiveDestination(destination, this.#limitOf(location));
+  }
+
+  #limitOf(location: StorageLocation): AdaptiveLimit {
+    const store = `${location.scheme}://${location.container}`;
+    let limit = this.#limits.get(store);
+    if (!limit) {
+      limit = new AdaptiveLimit({
+        onChange: ({ limit: to, inFlight, cause }) => {
+          const line = { store, limit: to ?? null, inFlight, cause };
+          // Each step up is a debug line; falls and the lift are what an operator looks for.
+          if (cause === "grew") this.#logger.debug(line, "writes succeed: one more at once");
+          else if (cause === "throttled")
+            this.#logger.info(line, "the store pushed back: fewer writes at once");
+          else this.#logger.info(line, "writes succeed where the store pushed back: no limit");
+        },
+      });
+      this.#limits.set(store, limit);
+    }
+    return limit;
   }
 
   async close(): Promise<void> {

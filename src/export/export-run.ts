@@ -333,7 +333,10 @@ export class ExportRun {
 
   async #writeOne(task: Extract<ExportTask, { op: "copy" | "sync" | "check" }>): Promise<void> {
     const signal = this.#signal;
+    let slot: { release(): void } | undefined;
     try {
+      // Paced writes (export.adaptiveConcurrency): the slot is taken before the object is read.
+      slot = await this.#o.destination.writeSlot?.(signal);
       let stats: ObjectStats | undefined;
       if (task.op === "sync") {
         try {
@@ -386,6 +389,7 @@ export class ExportRun {
       this.#fail("copy", task.path, err);
       this.#o.logger.warn({ path: task.path, err }, "copy failed");
     } finally {
+      slot?.release();
       this.#o.onProgress?.(this.#progress);
     }
   }
@@ -406,7 +410,9 @@ export class ExportRun {
   async #deleteBatch(paths: string[]): Promise<void> {
     const signal = this.#signal;
     if (!this.#mayWrite()) return;
+    let slot: { release(): void } | undefined;
     try {
+      slot = await this.#o.destination.writeSlot?.(signal);
       const refused = await withRetry(
         () => {
           this.#o.fence?.();
@@ -421,6 +427,8 @@ export class ExportRun {
     } catch (err) {
       if (signal?.aborted || !this.#mayWrite()) return;
       for (const p of paths) this.#fail("delete", p, err);
+    } finally {
+      slot?.release();
     }
     this.#o.onProgress?.(this.#progress);
   }

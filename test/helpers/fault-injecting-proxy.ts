@@ -59,6 +59,12 @@ export interface FaultInjectingProxyOptions {
   seed?: number;
   /** Which requests may get a fault; default: all. */
   eligible?: (method: string, url: string) => boolean;
+  /**
+   * Called as each request arrives, before its fault is drawn; a function it returns is called
+   * once the request is over (answered, or its connection gone): how tests count what is in
+   * flight at the store.
+   */
+  onRequest?: (method: string, url: string) => (() => void) | undefined;
 }
 
 export interface FaultInjectingProxy {
@@ -300,6 +306,8 @@ export async function startFaultInjectingProxy(
     // Errors here only ever mean the client's connection is gone, which is ours to cause.
     req.on("error", () => undefined);
     res.on("error", () => undefined);
+    const over = options.onRequest?.(req.method ?? "GET", req.url ?? "/");
+    if (over) res.once("close", over);
     const fault = pickFault(req.method ?? "GET", req.url ?? "/");
     if (fault) counts[fault]++;
     switch (fault) {
