@@ -47,6 +47,8 @@ export function exporterSettings(
   | "spillDirectory"
   | "retry"
   | "serverSideSources"
+  | "rangedReads"
+  | "presignedReads"
 > {
   const { concurrency, copyMode, rounds, deletesLast, icebergRewrite, serverSideCopySources } =
     config.export;
@@ -61,6 +63,13 @@ export function exporterSettings(
     ...(config.export.spillDirectory ? { spillDirectory: config.export.spillDirectory } : {}),
     retry: config.retry,
     serverSideSources: serverSideCopySources,
+    rangedReads: {
+      thresholdBytes: config.export.multipartThresholdBytes,
+      rangeBytes: config.export.multipartPartSizeBytes,
+      parallel: config.export.parallelReads,
+      inFlight: config.export.rangesInFlight,
+    },
+    presignedReads: config.export.presignedReads,
   };
 }
 

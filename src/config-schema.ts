@@ -70,6 +70,9 @@ export interface Config {
     serverSideCopySources: string[];
     multipartThresholdBytes: number;
     multipartPartSizeBytes: number;
+    parallelReads: number;
+    rangesInFlight: number;
+    presignedReads: boolean;
     copyMultipartThresholdBytes: number;
     copyPartSizeBytes: number;
     copyPartConcurrency: number;
@@ -383,6 +386,22 @@ export const schema = {
       doc: "stream part size",
       format: "positive-int",
       default: defaultTransferSizes.multipartPartSizeBytes,
+    },
+    parallelReads: {
+      doc: "streamed objects at or above multipartThresholdBytes are read by ranges of multipartPartSizeBytes, this many at once; 1: one read per object",
+      format: "positive-int",
+      default: 4,
+    },
+    rangesInFlight: {
+      doc: "ranges one export holds in memory at once, over all its objects",
+      format: "positive-int",
+      default: 16,
+    },
+    presignedReads: {
+      doc: "streamed copies read by URLs lakeFS pre-signs for its store (the bytes skip the lakeFS server); off, or where lakeFS cannot sign: through lakeFS",
+      format: Boolean,
+      default: false,
+      env: "LAKEFS_MIRROR_PRESIGNED_READS",
     },
     copyMultipartThresholdBytes: {
       doc: "server-side copies at or above this size use UploadPartCopy",

@@ -10,6 +10,7 @@ export type ErrorCode =
   | "LM_LAKEFS_HTTP"
   | "LM_DESTINATION"
   | "LM_SOURCE_OBJECT"
+  | "LM_SOURCE_READ"
   | "LM_OBJECT_REFUSED"
   | "LM_TABLE_REWRITE"
   | "LM_CHECKPOINT"
@@ -136,6 +137,22 @@ export class DestinationError extends MirrorError {
 /** An object listed in a commit could not be read (gone from storage, expired). */
 export class SourceObjectError extends MirrorError {
   override readonly code = "LM_SOURCE_OBJECT";
+}
+
+/**
+ * Reading an object's bytes straight from lakeFS's store by a pre-signed URL failed: the store
+ * answered an error status (`status`), the URL expired, or the connection broke. 5xx, 429 and
+ * network failures are retried.
+ */
+export class SourceReadError extends MirrorError {
+  override readonly code = "LM_SOURCE_READ";
+  override readonly retriable: boolean;
+  readonly status: number | undefined;
+  constructor(message: string, status: number | undefined, options?: ErrorOptions) {
+    super(message, options);
+    this.status = status;
+    this.retriable = status === undefined || status === 429 || status >= 500;
+  }
 }
 
 /**
@@ -291,4 +308,18 @@ export function isRetriable(err: unknown): boolean {
 
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * A failure of where a streamed body comes from (lakeFS, a pre-signed read), as the body's own
+ * error: a destination keeps it as it is rather than calling it its own.
+ */
+export function isSourceFailure(err: unknown): err is MirrorError {
+  return (
+    err instanceof LakefsUnreachableError ||
+    err instanceof LakefsHttpError ||
+    err instanceof SourceObjectError ||
+    err instanceof SourceReadError ||
+    err instanceof RequestTimeoutError
+  );
 }

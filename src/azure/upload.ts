@@ -2,7 +2,12 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Hash } from "node:crypto";
 import { Readable, Transform } from "node:stream";
 import type { BlobHTTPHeaders, BlockBlobClient } from "@azure/storage-blob";
-import { DestinationError, LeaseLostError, ObjectRefusedError } from "../errors.ts";
+import {
+  DestinationError,
+  LeaseLostError,
+  ObjectRefusedError,
+  isSourceFailure,
+} from "../errors.ts";
 import { toDestinationError } from "./azure-error.ts";
 import { AZURE_LIMITS, assertStorable, blockSizeFor } from "./limits.ts";
 
@@ -124,6 +129,8 @@ export async function uploadBlocks(u: BlockUpload): Promise<void> {
   } catch (err) {
     body.destroy();
     const cause = bodyError ?? err;
+    // The body's own failure is the source's (lakeFS, a pre-signed read): thrown as it is.
+    if (isSourceFailure(bodyError)) throw bodyError;
     if (cause instanceof ObjectRefusedError || cause instanceof LeaseLostError) throw cause;
     if (err instanceof ObjectRefusedError || err instanceof LeaseLostError) throw err;
     throw toDestinationError(cause, u.what);

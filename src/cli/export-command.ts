@@ -35,6 +35,8 @@ const options = {
   "no-iceberg-rewrite": { type: "boolean" },
   "multipart-threshold": { type: "string" },
   "part-size": { type: "string" },
+  "parallel-reads": { type: "string" },
+  "presigned-reads": { type: "boolean" },
   "copy-multipart-threshold": { type: "string" },
   "copy-part-size": { type: "string" },
   sync: { type: "boolean" },
@@ -112,6 +114,8 @@ export async function exportCommand(argv: string[], io: CliIo): Promise<number> 
       "export.icebergRewrite": icebergRewriteFlag(values),
       "export.multipartThresholdBytes": int("multipart-threshold", values["multipart-threshold"]),
       "export.multipartPartSizeBytes": int("part-size", values["part-size"]),
+      "export.parallelReads": int("parallel-reads", values["parallel-reads"]),
+      "export.presignedReads": values["presigned-reads"] ? true : undefined,
       "export.copyMultipartThresholdBytes": int(
         "copy-multipart-threshold",
         values["copy-multipart-threshold"],

@@ -18,6 +18,7 @@ export const USAGE = `Usage:
       [--iceberg-rewrite | --no-iceberg-rewrite] (default: on with --rounds=iceberg)
       [--multipart-threshold=BYTES] [--part-size=BYTES]
       [--copy-multipart-threshold=BYTES] [--copy-part-size=BYTES]
+      [--parallel-reads=N] [--presigned-reads] (streamed reads: ranges at once; via URLs lakeFS signs)
   lakefs-mirror run [--config=FILE] [--forward-webhooks-to-kafka] [--print-config] [--sidecar]
   lakefs-mirror verify <repository> <commit-or-branch> <s3://bucket/prefix/> [--no-metadata] [--config=FILE]
       [--rounds=iceberg | --iceberg-rewrite | --no-iceberg-rewrite] (compare Iceberg files with their rewrite)

@@ -28,8 +28,9 @@ export interface Slot {
  * additive increase, multiplicative decrease, as TCP does with its window. It starts with no
  * limit, so a store that never pushes back costs nothing. The first throttling answer (S3's
  * SlowDown, a 503, a 429) halves what was in flight; each further one halves the limit again,
- * but only once per generation: answers to requests sent before the last decrease were sent
- * at the old rate and say nothing new. While requests succeed, the limit grows by one per
+ * but only once per generation, and only once no more tasks are in flight than the limit:
+ * answers to requests sent before the last decrease, or by tasks let in before it (their
+ * retries), were sent at the old rate and say nothing new. While requests succeed, the limit grows by one per
  * limit's worth of successes, and once it is back at the highest concurrency the store was
  * seen to refuse, the limit is lifted.
  */
@@ -137,7 +138,10 @@ export class AdaptiveLimit {
 
   #settle(outcome: RequestOutcome, generation: number): void {
     if (outcome === "throttled") {
+      // Stale: sent before the last cut, or while more tasks are in flight than the last cut
+      // allows (their retries are not new pressure: the cut has not taken effect yet).
       if (generation !== this.#generation) return;
+      if (this.#limit !== undefined && this.#inFlight > this.#limit) return;
       const base = this.#limit ?? Math.max(this.#inFlight, 1);
       this.#ceiling = Math.max(this.#ceiling, this.#inFlight);
       const before = this.#limit;

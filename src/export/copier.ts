@@ -18,6 +18,14 @@ import { withRetry } from "../retry.ts";
 import type { RetryPolicy } from "../retry.ts";
 import { scanDeltaLog } from "../iceberg/index.ts";
 import type { RewrittenKind, TableRewrite } from "./table-rewrite.ts";
+import {
+  RangePermits,
+  lakefsSource,
+  presignedSource,
+  rangedBody,
+  readRange,
+} from "./ranged-reads.ts";
+import type { ObjectSource } from "./ranged-reads.ts";
 
 export type CopyMode = "auto" | "server-side" | "stream";
 export const copyModes: readonly CopyMode[] = ["auto", "server-side", "stream"];
@@ -26,6 +34,19 @@ export interface CopyOutcome {
   /** "unchanged": the destination already held the bytes and metadata (see `unlessSame`). */
   method: "server-side" | "stream" | "unchanged";
   bytes: number;
+  /** Where a streamed copy read the bytes: through lakeFS, or by a pre-signed URL. */
+  via?: ObjectSource["via"];
+}
+
+/** How streamed copies of large objects read them: ranges in parallel. */
+export interface RangedReads {
+  /** Objects of this size and more are read by ranges. */
+  thresholdBytes: number;
+  rangeBytes: number;
+  /** Ranges of one object read at once. */
+  parallel: number;
+  /** Ranges held in memory at once by the export, over all its objects. */
+  inFlight: number;
 }
 
 export interface CopyOptions {
@@ -90,6 +111,10 @@ export interface ObjectCopierOptions {
    * files by absolute paths (shallow clones do): the mirrored table would still read those.
    */
   refuseAbsoluteDelta?: boolean | undefined;
+  /** Streamed reads of large objects by parallel ranges; undefined: one read per object. */
+  rangedReads?: RangedReads | undefined;
+  /** Streamed copies read by URLs lakeFS pre-signs, where it signs for the store. */
+  presignedReads?: boolean | undefined;
 }
 
 const DELTA_COMMIT = /(^|\/)_delta_log\/\d+\.json$/;
@@ -109,6 +134,9 @@ export class ObjectCopier {
   readonly #o: ObjectCopierOptions;
   readonly #extraSources: StorageLocation[];
   #namespace: Promise<StorageLocation | undefined> | undefined;
+  /** Whether lakeFS pre-signs for this repository; undefined until asked. */
+  #presigns: boolean | undefined;
+  #permits: RangePermits | undefined;
 
   constructor(options: ObjectCopierOptions) {
     this.#o = options;
@@ -172,19 +200,65 @@ export class ObjectCopier {
         // lakeFS's own answer, which becomes the failure line if it fails too.
       }
     }
+    const from = await this.#source(commitId, stats.path, signal);
     await this.#retrying(`stream ${stats.path}`, signal, async () => {
       this.#o.fence?.();
-      const { body } = await this.#o.lakefs.getObject(
-        this.#o.repository,
-        commitId,
-        stats.path,
-        signal,
-      );
+      const body = await this.#body(from, stats.path, size, signal);
       // The destination passes the fence before each of its requests, and with each chunk of
       // a single request's body: a process paused in the middle of an upload must not finish it.
       await this.#o.dest.putStream(stats.path, body, size, meta, signal, this.#o.fence);
     });
-    return { method: "stream", bytes: size };
+    return { method: "stream", bytes: size, via: from.via };
+  }
+
+  /**
+   * Where a streamed copy reads: a URL lakeFS pre-signs for the object when `presignedReads` is
+   * on and lakeFS signs for the repository's store (asked once per export), else lakeFS.
+   */
+  async #source(commitId: string, path: string, signal?: AbortSignal): Promise<ObjectSource> {
+    const at = { lakefs: this.#o.lakefs, repository: this.#o.repository, ref: commitId, path };
+    if (this.#o.presignedReads && this.#presigns !== false) {
+      const signed = await this.#retrying(`pre-sign ${path}`, signal, () =>
+        presignedSource(at, signal),
+      );
+      if (signed) {
+        this.#presigns = true;
+        return signed;
+      }
+      if (this.#presigns === undefined)
+        this.#o.logger.warn(
+          { repository: this.#o.repository },
+          "lakeFS does not pre-sign reads for this repository's store; reading through lakeFS",
+        );
+      this.#presigns = false;
+    }
+    return lakefsSource(at);
+  }
+
+  /**
+   * The object's bytes: one read, or from `rangedReads.thresholdBytes` on, ranges read in
+   * parallel, each retried on its own (a broken-off body reads only its range again).
+   */
+  async #body(
+    source: ObjectSource,
+    path: string,
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<Readable> {
+    const r = this.#o.rangedReads;
+    if (!r || r.parallel < 2 || size < r.thresholdBytes) return source.open(undefined, signal);
+    this.#permits ??= new RangePermits(Math.max(r.inFlight, r.parallel));
+    return rangedBody({
+      size,
+      rangeBytes: r.rangeBytes,
+      parallel: r.parallel,
+      permits: this.#permits,
+      signal,
+      read: (range, sig) =>
+        this.#retrying(`read ${path} bytes ${range.start}-${range.end - 1}`, sig, () =>
+          readRange(source, range, path, sig),
+        ),
+    });
   }
 
   async #rewritten(
@@ -211,10 +285,18 @@ export class ObjectCopier {
       dest.head(stats.path, signal),
     );
     if (!head || head.size !== bytes.length || !sameMeta(head, mirrorMeta(stats))) return false;
-    const held = await this.#retrying(`read ${stats.path} at the destination`, signal, async () => {
-      const body = await dest.read(stats.path, signal);
-      return body ? buffer(body) : undefined;
-    });
+    let held: Uint8Array | undefined;
+    try {
+      held = await this.#retrying(`read ${stats.path} at the destination`, signal, async () => {
+        const body = await dest.read(stats.path, signal);
+        return body ? buffer(body) : undefined;
+      });
+    } catch (err) {
+      // A mirror object that cannot be read back (archived, refused) cannot be compared: it
+      // is written again, as it would be without the comparison.
+      if (signal?.aborted || !(err instanceof DestinationError) || err.retriable) throw err;
+      return false;
+    }
     return held !== undefined && Buffer.from(held).equals(bytes);
   }
 

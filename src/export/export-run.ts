@@ -335,8 +335,6 @@ export class ExportRun {
     const signal = this.#signal;
     let slot: { release(): void } | undefined;
     try {
-      // Paced writes (export.adaptiveConcurrency): the slot is taken before the object is read.
-      slot = await this.#o.destination.writeSlot?.(signal);
       let stats: ObjectStats | undefined;
       if (task.op === "sync") {
         try {
@@ -364,6 +362,9 @@ export class ExportRun {
         return;
       }
       if (!this.#mayWrite()) return;
+      // Paced writes (export.adaptiveConcurrency): the slot is taken once a write is due (a
+      // check that finds the object in place never waits), before the object is read.
+      slot = await this.#o.destination.writeSlot?.(signal);
       const reconciled = task.op === "check" || (task.op === "copy" && task.change === "differs");
       const outcome = await this.#o.copier.copy(this.#commitId, stats, signal, rewrite, {
         unlessSame: rewritten && reconciled,

@@ -5,7 +5,7 @@ import type { LakefsClient } from "../lakefs/client.ts";
 import type { FailedPath } from "../ledger/ledger.ts";
 import type { RetryPolicy } from "../retry.ts";
 import { ObjectCopier } from "./copier.ts";
-import type { CopyMode } from "./copier.ts";
+import type { CopyMode, RangedReads } from "./copier.ts";
 import { coverTasks } from "./cover-tasks.ts";
 import { withListedStats } from "./listed-stats.ts";
 import { ExportRun } from "./export-run.ts";
@@ -72,6 +72,10 @@ export interface ExporterOptions {
   retry?: Partial<RetryPolicy>;
   /** Locations server-side copies may read besides the repository's storage namespace. */
   serverSideSources?: readonly string[];
+  /** Streamed reads of large objects by parallel ranges (see ObjectCopier). */
+  rangedReads?: RangedReads;
+  /** Streamed copies read by URLs lakeFS pre-signs, where it signs for the store. */
+  presignedReads?: boolean;
   onProgress?: (progress: Readonly<ExportProgress>) => void;
   /** Called before every write and the status file; throws to stop the export (see ExportRun). */
   fence?: () => void;
@@ -166,6 +170,8 @@ export class Exporter {
       serverSideSources: options.serverSideSources,
       fence: options.fence,
       refuseAbsoluteDelta: rounds === "delta",
+      rangedReads: options.rangedReads,
+      presignedReads: options.presignedReads,
     });
   }
 

@@ -9,7 +9,12 @@ import type {
   VersionedText,
   WriteCondition,
 } from "../destination/destination.ts";
-import { DestinationError, LeaseLostError, ObjectRefusedError } from "../errors.ts";
+import {
+  DestinationError,
+  LeaseLostError,
+  ObjectRefusedError,
+  isSourceFailure,
+} from "../errors.ts";
 import { gcsStatus, toDestinationError } from "./gcs-error.ts";
 import type { GcsHttp } from "./http.ts";
 import { ListOrderCheck } from "./list-order.ts";
@@ -110,6 +115,8 @@ export class GcsDestination implements Destination {
       );
     } catch (err) {
       body.destroy();
+      // The body's own failure is the source's (lakeFS, a pre-signed read): thrown as it is.
+      if (isSourceFailure(bodyError) && !(err instanceof LeaseLostError)) throw bodyError;
       if (bodyError !== undefined && !(err instanceof LeaseLostError))
         throw toDestinationError(bodyError, `upload ${this.describe(path)}`);
       throw err;

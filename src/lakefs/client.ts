@@ -147,18 +147,65 @@ export class LakefsClient {
     });
   }
 
-  /** Streams an object's bytes. A missing or expired object is a SourceObjectError. */
+  /**
+   * A pre-signed URL that reads the object straight from the repository's store (lakeFS's
+   * `presign=true`), with when it expires (ms since the epoch); undefined when lakeFS does not
+   * sign for that store (its blockstore cannot, or `disable_pre_signed` is set).
+   */
+  async presignedUrl(
+    repo: string,
+    ref: string,
+    path: string,
+    signal?: AbortSignal,
+  ): Promise<{ url: string; expiresAt: number | undefined } | undefined> {
+    let stats: ObjectStats;
+    try {
+      stats = await this.#http.json(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects/stat`, {
+        query: { path, presign: true },
+        notFound: "object",
+        signal,
+      });
+    } catch (err) {
+      // lakeFS refuses presign=true with a 400 or 501 where it cannot sign.
+      if (err instanceof LakefsHttpError && (err.status === 400 || err.status === 501))
+        return undefined;
+      throw err;
+    }
+    if (!/^https?:\/\//.test(stats.physical_address)) return undefined;
+    const expiry = stats.physical_address_expiry;
+    return {
+      url: stats.physical_address,
+      expiresAt: typeof expiry === "number" && expiry > 0 ? expiry * 1000 : undefined,
+    };
+  }
+
+  /** GET of a pre-signed URL (see LakefsTransport.presignedGet); `range` is [start, end). */
+  async presignedGet(
+    url: string,
+    range: { start: number; end: number } | undefined,
+    signal?: AbortSignal,
+  ): Promise<{ status: number; body: Readable }> {
+    const res = await this.#http.presignedGet(url, range, signal);
+    return { status: res.statusCode, body: res.body };
+  }
+
+  /**
+   * Streams an object's bytes, or with `range` the bytes [start, end) of it (an HTTP Range
+   * request, answered 206). A missing or expired object is a SourceObjectError.
+   */
   async getObject(
     repo: string,
     ref: string,
     path: string,
     signal?: AbortSignal,
+    range?: { start: number; end: number },
   ): Promise<ObjectBody> {
     try {
       const res = await this.#http.stream(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects`, {
         query: { path },
         notFound: "object",
         signal,
+        ...(range ? { headers: { range: `bytes=${range.start}-${range.end - 1}` } } : {}),
       });
       const len = res.headers["content-length"];
       return { body: res.body, contentLength: typeof len === "string" ? Number(len) : undefined };

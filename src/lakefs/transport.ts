@@ -9,6 +9,7 @@ import {
   LakefsHttpError,
   LakefsNotFoundError,
   LakefsUnreachableError,
+  SourceReadError,
   errorMessage,
 } from "../errors.ts";
 import { escalation, requestTimeout } from "../http/deadlines.ts";
@@ -156,6 +157,40 @@ export class LakefsTransport {
     });
     res.body.pipe(body);
     return { body, headers: res.headers };
+  }
+
+  /**
+   * GET of a pre-signed URL lakeFS handed out (its store, not lakeFS: no credentials are sent),
+   * with the same connection pool and deadlines as lakeFS's reads; `range` is [start, end).
+   * Answers with its status, headers and body; a failure to connect or a stalled answer is a
+   * retriable SourceReadError. Messages name the URL without its query (the signature).
+   */
+  async presignedGet(
+    url: string,
+    range: { start: number; end: number } | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Dispatcher.ResponseData> {
+    const shown = url.split("?")[0]!;
+    const headers: Record<string, string> = range
+      ? { range: `bytes=${range.start}-${range.end - 1}` }
+      : {};
+    try {
+      return await request(url, {
+        method: "GET",
+        headers,
+        dispatcher: this.#agent,
+        signal,
+        headersTimeout: this.#timeouts.firstByteTimeoutMs,
+        bodyTimeout: this.#timeouts.bodyTimeoutMs,
+      });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new SourceReadError(
+        `pre-signed read of ${shown} failed: ${errorMessage(err)}`,
+        undefined,
+        { cause: err },
+      );
+    }
   }
 
   #bodyFailure(err: unknown, what: string): Error {

@@ -40,6 +40,8 @@ export interface ObjectStats {
   path_type: "object" | "common_prefix";
   /** `s3://bucket/key` on an S3 blockstore, `local://…` on a local one. */
   physical_address: string;
+  /** With `presign=true`: when `physical_address`, then a pre-signed URL, expires (Unix seconds). */
+  physical_address_expiry?: number;
   checksum: string;
   size_bytes?: number;
   mtime: number;

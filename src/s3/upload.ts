@@ -3,7 +3,7 @@ import type { Readable } from "node:stream";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { ObjectMeta } from "../destination/destination.ts";
-import { LeaseLostError, ObjectRefusedError } from "../errors.ts";
+import { LeaseLostError, ObjectRefusedError, isSourceFailure } from "../errors.ts";
 import { withWriteFence } from "../http/timed-streams.ts";
 import { assertStorable, partSizeFor } from "./limits.ts";
 import { multipartUpload, streamParts } from "./multipart.ts";
@@ -89,6 +89,8 @@ export async function uploadStream(s3: S3Client, u: StreamUpload): Promise<void>
   } catch (err) {
     body.destroy();
     const cause = bodyError ?? err;
+    // The body's own failure is the source's (lakeFS, a pre-signed read): thrown as it is.
+    if (isSourceFailure(bodyError)) throw bodyError;
     if (cause instanceof ObjectRefusedError || cause instanceof LeaseLostError) throw cause;
     if (err instanceof ObjectRefusedError || err instanceof LeaseLostError) throw err;
     throw toDestinationError(cause, u.what);

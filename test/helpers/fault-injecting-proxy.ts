@@ -64,7 +64,11 @@ export interface FaultInjectingProxyOptions {
    * once the request is over (answered, or its connection gone): how tests count what is in
    * flight at the store.
    */
-  onRequest?: (method: string, url: string) => (() => void) | undefined;
+  onRequest?: (
+    method: string,
+    url: string,
+    headers: IncomingHttpHeaders,
+  ) => (() => void) | undefined;
 }
 
 export interface FaultInjectingProxy {
@@ -85,6 +89,8 @@ export interface FaultInjectingProxy {
   injected(): Record<Fault, number>;
   /** Requests passed to the upstream (pass-through and `cut`). */
   forwarded(): number;
+  /** Body bytes of the upstream's answers relayed to clients so far. */
+  answeredBytes(): number;
   /** Closes the listener and all connections, stalled ones included. */
   close(): Promise<void>;
 }
@@ -199,6 +205,7 @@ export async function startFaultInjectingProxy(
     stallUpload: 0,
   };
   let forwardedCount = 0;
+  let relayed = 0;
   let throttle: number | undefined;
   let lag: { ms: number; match: (method: string, url: string) => boolean } | undefined;
 
@@ -257,6 +264,7 @@ export async function startFaultInjectingProxy(
     const bps = throttle;
     forward(req, res, (up) => {
       res.writeHead(up.statusCode ?? 502, endToEnd(up.headers));
+      up.on("data", (chunk: Buffer) => (relayed += chunk.length));
       if (bps === undefined) up.pipe(res);
       else up.pipe(throttled(bps)).pipe(res);
     });
@@ -297,7 +305,9 @@ export async function startFaultInjectingProxy(
         }
         res.writeHead(up.statusCode ?? 502, endToEnd(up.headers));
         res.flushHeaders();
-        res.write(body.subarray(0, Math.floor(body.length / 2)), () => req.socket.destroy());
+        const half = body.subarray(0, Math.floor(body.length / 2));
+        relayed += half.length;
+        res.write(half, () => req.socket.destroy());
       });
     });
   }
@@ -306,7 +316,7 @@ export async function startFaultInjectingProxy(
     // Errors here only ever mean the client's connection is gone, which is ours to cause.
     req.on("error", () => undefined);
     res.on("error", () => undefined);
-    const over = options.onRequest?.(req.method ?? "GET", req.url ?? "/");
+    const over = options.onRequest?.(req.method ?? "GET", req.url ?? "/", req.headers);
     if (over) res.once("close", over);
     const fault = pickFault(req.method ?? "GET", req.url ?? "/");
     if (fault) counts[fault]++;
@@ -410,6 +420,7 @@ export async function startFaultInjectingProxy(
     },
     injected: () => ({ ...counts }),
     forwarded: () => forwardedCount,
+    answeredBytes: () => relayed,
     async close() {
       if (closed) return;
       closed = true;
