@@ -1,5 +1,4 @@
 import { PassThrough, Readable } from "node:stream";
-import { buffer } from "node:stream/consumers";
 import { AbortedError, MirrorError, SourceObjectError, SourceReadError } from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 
@@ -109,19 +108,31 @@ export async function readRange(
   signal?: AbortSignal,
 ): Promise<Buffer> {
   const body = await source.open(range, signal);
-  let bytes: Buffer;
+  const want = range.end - range.start;
+  // Copied once, into a buffer of the range's size (collecting the chunks and joining them
+  // would copy every byte twice).
+  const bytes = Buffer.allocUnsafe(want);
+  let got = 0;
   try {
-    bytes = await buffer(body);
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (got + chunk.length > want) {
+        got += chunk.length;
+        break;
+      }
+      chunk.copy(bytes, got);
+      got += chunk.length;
+    }
   } catch (err) {
     if (signal?.aborted || err instanceof MirrorError) throw err;
     throw new SourceReadError(`reading ${what} broke off: ${(err as Error).message}`, undefined, {
       cause: err,
     });
+  } finally {
+    body.destroy();
   }
-  const want = range.end - range.start;
-  if (bytes.length !== want)
+  if (got !== want)
     throw new SourceReadError(
-      `reading bytes ${range.start}-${range.end - 1} of ${what} gave ${bytes.length} of ${want}`,
+      `reading bytes ${range.start}-${range.end - 1} of ${what} gave ${got > want ? "more than" : got} of ${want}`,
       undefined,
     );
   return bytes;

@@ -152,7 +152,8 @@ export async function* streamParts(
       while (heldBytes + rest.length >= partSize) {
         const take = partSize - heldBytes;
         held.push(rest.subarray(0, take));
-        yield part(++number, Buffer.concat(held, partSize));
+        // A chunk that is a whole part (ranged reads hand on part-sized ranges) goes as it is.
+        yield part(++number, held.length === 1 ? held[0]! : Buffer.concat(held, partSize));
         held = [];
         heldBytes = 0;
         rest = rest.subarray(take);

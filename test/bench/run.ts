@@ -7,8 +7,9 @@
 //       sync and mc mirror; then the daemon, commit → SUCCESS.
 //   (e) a large diff, 10 % of N changed: the per-object rate against (a)'s, and vs rclone.
 //   (d) export --sync of an equal mirror, then of one with 1 % drift, vs rclone sync.
-//   (c) a few large objects, streamed and server-side, vs rclone, the raw GET+PUT baseline and
-//       mc cp's server-side copy.
+//   (c) a few large objects in several shapes (BENCH_LARGE), streamed (through lakeFS and by
+//       pre-signed reads) and server-side, vs rclone, two raw GET+PUT baselines (one stream, and
+//       ranged reads into parallel parts) and mc cp's server-side copy (test/bench/large.ts).
 //   (f) full exports of (a)'s objects and (c)'s into Azurite and fake-gcs-server, vs rclone's
 //       azureblob and gcs backends to the same servers (test/bench/stores.ts).
 // BENCH_ONLY=a,b,e runs a subset (the N = 100,000 run skips the rest).
@@ -24,6 +25,7 @@ import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
 import { startBenchDaemon } from "./daemon.ts";
 import { benchStores } from "./stores.ts";
+import { benchLarge, benchThrottled } from "./large.ts";
 import { markdown, met, svgChart } from "./report.ts";
 import type { Check, Measure } from "./report.ts";
 import {
@@ -317,50 +319,18 @@ async function main() {
       return { repo, commit };
     })());
 
-  // (c) Large objects.
+  // (c) Large objects, in several shapes (test/bench/large.ts).
   if (ONLY.has("c")) {
-    const { repo: lrepo, commit: lc } = await largeSet();
-    const lbucket = await createBucket(stack, "bench-large");
-    const big = `(c) ${LARGE_COUNT} × ${LARGE_MIB} MiB`;
-    const rec = (tool: string, u: Usage) => record(big, tool, LARGE_COUNT, lbytes, u);
-    const keys = range(LARGE_COUNT).map((i) => `large/blob-${i}.bin`);
-    const raw = rec(
-      "raw GET+PUT",
-      await measure(
-        process.execPath,
-        [`${root}test/bench/raw-copy.mjs`, lrepo, lc, lbucket, "raw/", ...keys],
-        env,
-      ),
-    );
-    const stream = rec(
-      "lakefs-mirror stream",
-      await mirror([lrepo, `s3://${lbucket}/stream/`, `--commit_id=${lc}`, "--copy-mode=stream"]),
-    );
-    const server = rec(
-      "lakefs-mirror server-side",
-      await mirror([
-        lrepo,
-        `s3://${lbucket}/server/`,
-        `--commit_id=${lc}`,
-        "--copy-mode=server-side",
-      ]),
-    );
-    const peer = rec(
-      "rclone sync",
-      await rclone(`lakefs:${lrepo}/${lc}/`, `dest:${lbucket}/rclone/`),
-    );
-    const lns = parseS3Uri((await stack.lakefs.getRepository(lrepo)).storage_namespace);
-    const limit = rec(
-      "mc cp -r, server-side in MinIO",
-      await measure(
-        mc,
-        ["cp", "--recursive", `dest/${lns.bucket}/${lns.prefix}data/`, `dest/${lbucket}/mccp/`],
-        menv,
-      ),
-    );
-    ratio("(c) large, server-side vs rclone sync", 1.5, server, peer);
-    ratio("(c) large, server-side vs MinIO's own copy (mc cp)", 0.8, server, limit);
-    ratio("(c) large, streamed vs raw GET+PUT", 0.95, stream, raw);
+    const input = {
+      stack,
+      cliEnv: env,
+      rclone: { cmd: rcloneBin.cmd, env: renv },
+      mc: { cmd: mc, env: menv },
+      record,
+      ratio,
+    };
+    await benchLarge(input);
+    await benchThrottled(input);
   }
   // (f) Full exports into Azurite and fake-gcs-server, small and large, vs rclone.
   if (ONLY.has("f")) {
@@ -418,6 +388,9 @@ function commandLine(): string {
     "BENCH_CHANGED",
     "BENCH_LARGE_COUNT",
     "BENCH_LARGE_MIB",
+    "BENCH_LARGE",
+    "BENCH_THROTTLE_MBPS",
+    "BENCH_THROTTLED_MIB",
     "BENCH_ONLY",
     "BENCH_RESULT",
   ]
