@@ -312,14 +312,15 @@ export function errorMessage(err: unknown): string {
 
 /**
  * A failure of where a streamed body comes from (lakeFS, a pre-signed read), as the body's own
- * error: a destination keeps it as it is rather than calling it its own.
+ * error: a destination keeps it as it is (its code and whether it is retriable) rather than
+ * calling it its own. Everything but the destination's own errors, the fence and an abort.
  */
 export function isSourceFailure(err: unknown): err is MirrorError {
   return (
-    err instanceof LakefsUnreachableError ||
-    err instanceof LakefsHttpError ||
-    err instanceof SourceObjectError ||
-    err instanceof SourceReadError ||
-    err instanceof RequestTimeoutError
+    err instanceof MirrorError &&
+    !(err instanceof DestinationError) &&
+    !(err instanceof LeaseLostError) &&
+    !(err instanceof AbortedError) &&
+    !(err instanceof ObjectRefusedError)
   );
 }

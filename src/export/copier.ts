@@ -10,7 +10,7 @@ import type {
   StorageLocation,
 } from "../destination/destination.ts";
 import { parseLocation, parseStorageAddress, withinLocation } from "../destination/schemes.ts";
-import { DestinationError, ObjectRefusedError } from "../errors.ts";
+import { DestinationError, LakefsHttpError, ObjectRefusedError } from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import { gatewayMetadata } from "../lakefs/gateway-metadata.ts";
 import type { ObjectStats } from "../lakefs/types.ts";
@@ -218,9 +218,20 @@ export class ObjectCopier {
   async #source(commitId: string, path: string, signal?: AbortSignal): Promise<ObjectSource> {
     const at = { lakefs: this.#o.lakefs, repository: this.#o.repository, ref: commitId, path };
     if (this.#o.presignedReads && this.#presigns !== false) {
-      const signed = await this.#retrying(`pre-sign ${path}`, signal, () =>
-        presignedSource(at, signal),
-      );
+      let signed: ObjectSource | undefined;
+      try {
+        // lakeFS's client retries the stat itself.
+        signed = await presignedSource(at, signal);
+      } catch (err) {
+        // lakeFS failing to sign (some blockstores answer 500 without signing credentials):
+        // this object is read through lakeFS, and the next one asks again.
+        if (signal?.aborted || !(err instanceof LakefsHttpError) || err.status < 500) throw err;
+        this.#o.logger.warn(
+          { path, err: err.message },
+          "lakeFS failed to pre-sign a read; reading this object through lakeFS",
+        );
+        return lakefsSource(at);
+      }
       if (signed) {
         this.#presigns = true;
         return signed;
@@ -246,7 +257,8 @@ export class ObjectCopier {
     signal?: AbortSignal,
   ): Promise<Readable> {
     const r = this.#o.rangedReads;
-    if (!r || r.parallel < 2 || size < r.thresholdBytes) return source.open(undefined, signal);
+    if (!r || r.parallel < 2 || size < r.thresholdBytes)
+      return (await source.open(undefined, signal)).body;
     this.#permits ??= new RangePermits(Math.max(r.inFlight, r.parallel));
     return rangedBody({
       size,
@@ -256,7 +268,7 @@ export class ObjectCopier {
       signal,
       read: (range, sig) =>
         this.#retrying(`read ${path} bytes ${range.start}-${range.end - 1}`, sig, () =>
-          readRange(source, range, path, sig),
+          readRange(source, range, size, path, sig),
         ),
     });
   }

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { PassThrough, Readable } from "node:stream";
 import { AbortedError, MirrorError, SourceObjectError, SourceReadError } from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
@@ -14,8 +15,16 @@ export interface ByteRange {
  */
 export interface ObjectSource {
   readonly via: "lakefs" | "presigned";
-  /** The object's bytes, or those of `range`, as a stream. */
-  open(range: ByteRange | undefined, signal?: AbortSignal): Promise<Readable>;
+  /**
+   * The object's bytes, or those of `range`, as a stream, with the answer's Content-Range (a
+   * ranged answer must say which bytes it carries).
+   */
+  open(range: ByteRange | undefined, signal?: AbortSignal): Promise<OpenedRange>;
+}
+
+export interface OpenedRange {
+  body: Readable;
+  contentRange: string | undefined;
 }
 
 export interface ObjectAt {
@@ -29,12 +38,20 @@ export interface ObjectAt {
 export function lakefsSource(o: ObjectAt): ObjectSource {
   return {
     via: "lakefs",
-    open: async (range, signal) =>
-      (await o.lakefs.getObject(o.repository, o.ref, o.path, signal, range)).body,
+    open: async (range, signal) => {
+      const { body, contentRange } = await o.lakefs.getObject(
+        o.repository,
+        o.ref,
+        o.path,
+        signal,
+        range,
+      );
+      return { body, contentRange };
+    },
   };
 }
 
-/** A pre-signed URL is asked for again when it has less than this left. */
+/** A pre-signed URL is asked for again when it has less than this left (or a quarter of its life). */
 const URL_MARGIN_MS = 30_000;
 
 /**
@@ -49,9 +66,11 @@ export async function presignedSource(
   const sign = () => o.lakefs.presignedUrl(o.repository, o.ref, o.path, signal);
   let signed = await sign();
   if (!signed) return undefined;
+  const life = signed.expiresAt !== undefined ? signed.expiresAt - Date.now() : Infinity;
+  const margin = Math.min(URL_MARGIN_MS, life / 4);
   const fresh = async (renew: boolean) => {
     const left = signed?.expiresAt !== undefined ? signed.expiresAt - Date.now() : Infinity;
-    if (renew || left < URL_MARGIN_MS) signed = (await sign()) ?? signed;
+    if (renew || left < margin) signed = (await sign()) ?? signed;
     return signed!.url;
   };
   return {
@@ -62,9 +81,10 @@ export async function presignedSource(
         const res = await o.lakefs.presignedGet(url, range, sig);
         const ok = range ? res.status === 206 : res.status === 200;
         const shown = `${o.path} (pre-signed ${url.split("?")[0]})`;
-        if (ok) return sourceBody(res.body, shown, sig);
+        if (ok) return { body: sourceBody(res.body, shown, sig), contentRange: res.contentRange };
         res.body.resume();
-        if (res.status === 403 && !renewed) continue;
+        // Expired after all (clocks differ): some stores answer 403, others 400.
+        if ((res.status === 403 || res.status === 400) && !renewed) continue;
         if (res.status === 404)
           throw new SourceObjectError(`cannot read ${shown} at ${o.ref}: the store answered 404`);
         if (range && res.status === 200)
@@ -98,17 +118,29 @@ function sourceBody(body: Readable, what: string, signal?: AbortSignal): Readabl
 }
 
 /**
- * One range read whole, checked for its length: a body broken off or short is a retriable
- * SourceReadError, so the caller's retry reads that range again, and only that range.
+ * One range of an object of `size` bytes read whole, checked: the answer must say it carries
+ * exactly these bytes of an object of that size (Content-Range), and carry that many. A body
+ * broken off or short is a retriable SourceReadError, so the caller's retry reads that range
+ * again, and only that range; an answer that is not this range (a 200 with the whole object,
+ * another range, another size) is a permanent one.
  */
 export async function readRange(
   source: ObjectSource,
   range: ByteRange,
+  size: number,
   what: string,
   signal?: AbortSignal,
 ): Promise<Buffer> {
-  const body = await source.open(range, signal);
+  const { body, contentRange } = await source.open(range, signal);
   const want = range.end - range.start;
+  const expected = `bytes ${range.start}-${range.end - 1}/${size}`;
+  if (contentRange?.trim() !== expected) {
+    body.destroy();
+    throw new SourceReadError(
+      `reading ${what}: asked for ${expected}, the answer carries ${contentRange ? `"${contentRange}"` : "no Content-Range"} (the object changed size, or something between ignores ranges)`,
+      200,
+    );
+  }
   // Copied once, into a buffer of the range's size (collecting the chunks and joining them
   // would copy every byte twice).
   const bytes = Buffer.allocUnsafe(want);
@@ -202,9 +234,13 @@ export interface RangedBodyOptions {
 export function rangedBody(o: RangedBodyOptions): Readable {
   const stop = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal;
+  // Every range read and permit wait listens on it.
+  setMaxListeners(0, signal);
   const ahead: Promise<{ bytes: Buffer; release: () => void }>[] = [];
   let next = 0;
   let pumping = false;
+  /** The permit of the range last handed on, given back once the reader has taken it. */
+  let handed: (() => void) | undefined;
   const start = () => {
     const range = { start: next, end: Math.min(o.size, next + o.rangeBytes) };
     next = range.end;
@@ -231,10 +267,18 @@ export function rangedBody(o: RangedBodyOptions): Readable {
           return;
         }
         const { bytes, release } = await first;
-        release();
-        if (body.destroyed) return;
+        if (body.destroyed) {
+          release();
+          return;
+        }
         if (next < o.size) start();
-        if (!body.push(bytes)) return;
+        // Held until the reader asks for more (it has the range then), not just until it is
+        // in the stream's buffer: the permits bound the ranges in memory.
+        if (!body.push(bytes)) {
+          handed = release;
+          return;
+        }
+        release();
       }
     } catch (err) {
       body.destroy(err as Error);
@@ -243,13 +287,19 @@ export function rangedBody(o: RangedBodyOptions): Readable {
     }
   };
   const body = new Readable({
+    // Nothing buffered beyond the range last handed on: each push waits for the reader.
+    highWaterMark: 0,
     read() {
+      handed?.();
+      handed = undefined;
       if (!pumping) void pump();
     },
     // Immediate, even while a range is awaited: the reads in flight are aborted, and permits
     // of ranges read but never handed on go back.
     destroy(err, done) {
       stop.abort();
+      handed?.();
+      handed = undefined;
       for (const read of ahead.splice(0))
         void read.then(({ release }) => release()).catch(() => undefined);
       done(err);

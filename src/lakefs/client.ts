@@ -19,6 +19,8 @@ export type { LakefsClientOptions } from "./transport.ts";
 export interface ObjectBody {
   body: Readable;
   contentLength: number | undefined;
+  /** The answer's Content-Range (a ranged read's `bytes start-end/size`). */
+  contentRange: string | undefined;
 }
 
 const seg = encodeURIComponent;
@@ -184,9 +186,14 @@ export class LakefsClient {
     url: string,
     range: { start: number; end: number } | undefined,
     signal?: AbortSignal,
-  ): Promise<{ status: number; body: Readable }> {
+  ): Promise<{ status: number; body: Readable; contentRange: string | undefined }> {
     const res = await this.#http.presignedGet(url, range, signal);
-    return { status: res.statusCode, body: res.body };
+    const cr = res.headers["content-range"];
+    return {
+      status: res.statusCode,
+      body: res.body,
+      contentRange: typeof cr === "string" ? cr : undefined,
+    };
   }
 
   /**
@@ -208,7 +215,12 @@ export class LakefsClient {
         ...(range ? { headers: { range: `bytes=${range.start}-${range.end - 1}` } } : {}),
       });
       const len = res.headers["content-length"];
-      return { body: res.body, contentLength: typeof len === "string" ? Number(len) : undefined };
+      const cr = res.headers["content-range"];
+      return {
+        body: res.body,
+        contentLength: typeof len === "string" ? Number(len) : undefined,
+        contentRange: typeof cr === "string" ? cr : undefined,
+      };
     } catch (err) {
       if (
         err instanceof LakefsNotFoundError ||

@@ -3,8 +3,16 @@ import { randomBytes } from "node:crypto";
 import { buffer } from "node:stream/consumers";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { RangePermits, rangedBody } from "../../../src/export/ranged-reads.ts";
-import type { ByteRange } from "../../../src/export/ranged-reads.ts";
+import { Readable } from "node:stream";
+import { RangePermits, rangedBody, readRange } from "../../../src/export/ranged-reads.ts";
+import type { ByteRange, ObjectSource } from "../../../src/export/ranged-reads.ts";
+import {
+  DestinationError,
+  LakefsAuthError,
+  LeaseLostError,
+  SourceReadError,
+  isSourceFailure,
+} from "../../../src/errors.ts";
 
 const tick = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -120,8 +128,105 @@ describe("rangedBody: an object's bytes read by parallel ranges", () => {
     await tick(20);
     assert.deepEqual(
       aborted.sort((a, b) => a - b),
-      [10, 20, 30, 40],
+      // The fifth range waits for the permit the first range holds until the reader asks again.
+      [10, 20, 30],
     );
     assert.ok(await allFree(permits, 4));
+  });
+
+  // Found by a review: a permit went back when a range was pushed into the stream's buffer,
+  // not when the reader took it, so slow readers held more ranges than the permits allow.
+  it("regression: ranges read but not yet taken by slow readers never exceed the permits", async () => {
+    const permits = new RangePermits(2);
+    let readNotTaken = 0;
+    let peak = 0;
+    const bodies = Array.from({ length: 4 }, () =>
+      rangedBody({
+        size: 100,
+        rangeBytes: 10,
+        parallel: 3,
+        permits,
+        read: async (range) => {
+          await tick(1);
+          readNotTaken++;
+          peak = Math.max(peak, readNotTaken);
+          return Buffer.alloc(range.end - range.start, range.start);
+        },
+      }),
+    );
+    await Promise.all(
+      bodies.map(async (body) => {
+        for await (const chunk of body) {
+          readNotTaken--;
+          assert.equal((chunk as Buffer).length, 10);
+          await tick(3); // a slow reader
+        }
+      }),
+    );
+    assert.ok(peak <= 2, `${peak} ranges read and not taken with 2 permits`);
+    assert.ok(await allFree(permits, 2));
+  });
+});
+
+/** A source that answers every open with `contentRange` and `bytes`. */
+function answering(contentRange: string | undefined, bytes: Buffer): ObjectSource {
+  return {
+    via: "lakefs",
+    open: () => Promise.resolve({ body: Readable.from([bytes]), contentRange }),
+  };
+}
+
+describe("readRange: a range is accepted only as the bytes it asked for", () => {
+  const range = { start: 48, end: 64 };
+  const sixteen = Buffer.alloc(16, 7);
+
+  it("takes the range when Content-Range names exactly it, of the recorded size", async () => {
+    const got = await readRange(answering("bytes 48-63/100", sixteen), range, 100, "p");
+    assert.ok(got.equals(sixteen));
+  });
+
+  // Found by a review: the length alone was checked, so any 16 bytes passed.
+  for (const [name, contentRange] of [
+    ["regression: another range of the right length (shifted by one)", "bytes 49-64/100"],
+    ["regression: a longer object than lakeFS records (changed in place)", "bytes 48-63/103"],
+    ["a whole-object answer to a Range request (no Content-Range)", undefined],
+  ] as const) {
+    it(`refuses ${name}, for good`, async () => {
+      const err = await readRange(answering(contentRange, sixteen), range, 100, "p").then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof SourceReadError, String(err));
+      assert.equal(err.retriable, false);
+    });
+  }
+
+  it("a short body is retriable (the range is read again)", async () => {
+    const err = await readRange(
+      answering("bytes 48-63/100", Buffer.alloc(9)),
+      range,
+      100,
+      "p",
+    ).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof SourceReadError);
+    assert.equal(err.retriable, true);
+  });
+});
+
+// Found by a review: lakeFS refusing the credentials mid-read became a retriable destination
+// error, because only some source errors were kept as they are.
+describe("isSourceFailure: a body's own failure keeps its code", () => {
+  it("regression: lakeFS's auth refusal is the source's, and stays permanent", () => {
+    const auth = new LakefsAuthError("lakeFS rejected the credentials");
+    assert.ok(isSourceFailure(auth));
+    assert.equal(auth.retriable, false);
+  });
+  it("the destination's own errors and the fence are not", () => {
+    assert.ok(!isSourceFailure(new DestinationError("refused", false)));
+    assert.ok(!isSourceFailure(new LeaseLostError("lost")));
+    assert.ok(!isSourceFailure(new Error("plain")));
   });
 });
