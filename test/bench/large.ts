@@ -65,12 +65,17 @@ export async function benchLarge(b: LargeBenchInput): Promise<void> {
   await stack.lakefs.uploadObject(tinyRepo, "main", "one.bin", randomBytes(1024));
   const tiny = (await stack.lakefs.commit(tinyRepo, "main", { message: "one" })).id;
   const tinyBucket = await createBucket(stack, "bench-fixed");
+  // The median of three: the first run after a build also fills V8's compile cache.
+  const runs: Usage[] = [];
+  for (let i = 0; i < 3; i++)
+    runs.push(await mirror([tinyRepo, `s3://${tinyBucket}/x${i}/`, `--commit_id=${tiny}`]));
+  runs.sort((x, y) => x.seconds - y.seconds);
   const fixed = record(
-    "(c) fixed cost: one 1 KiB object",
+    "(c) fixed cost: one 1 KiB object (median of 3)",
     "lakefs-mirror server-side",
     1,
     1024,
-    await mirror([tinyRepo, `s3://${tinyBucket}/x/`, `--commit_id=${tiny}`]),
+    runs[1]!,
   );
 
   for (const { count, mib } of largeShapes()) {
