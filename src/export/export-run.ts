@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import {
   AbortedError,
@@ -140,6 +141,8 @@ export class ExportRun {
     this.#o = options;
     this.#commitId = commitId;
     this.#signal = signal;
+    // Every task in flight may wait on it (for a write slot, a range, a retry's back-off).
+    if (signal) setMaxListeners(0, signal);
     this.#pool = new TaskPool(options.concurrency);
     this.#carried = new Map(carry.map((f) => [f.path, f]));
     this.#carriedAt = [...this.#carried.values()].map((f) => [
