@@ -140,9 +140,10 @@ export class SourceObjectError extends MirrorError {
 }
 
 /**
- * Reading an object's bytes straight from lakeFS's store by a pre-signed URL failed: the store
- * answered an error status (`status`), the URL expired, or the connection broke. 5xx, 429 and
- * network failures are retried.
+ * Reading an object's bytes failed in a way lakeFS's own errors do not name: a pre-signed read
+ * the store answered with an error status (`status`) or whose connection broke, or a ranged
+ * read that broke off, came short, or carried other bytes than it asked for. Retried when
+ * `status` is undefined (a broken or short body), 429 or 5xx.
  */
 export class SourceReadError extends MirrorError {
   override readonly code = "LM_SOURCE_READ";

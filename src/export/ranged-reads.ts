@@ -2,12 +2,10 @@ import { setMaxListeners } from "node:events";
 import { PassThrough, Readable } from "node:stream";
 import { AbortedError, MirrorError, SourceObjectError, SourceReadError } from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
+import type { ByteSpan } from "../lakefs/transport.ts";
 
 /** Bytes [start, end) of an object. */
-export interface ByteRange {
-  start: number;
-  end: number;
-}
+export type ByteRange = ByteSpan;
 
 /**
  * Where a streamed copy reads an object's bytes: lakeFS's getObject, or a URL lakeFS pre-signed

@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import { LakefsHttpError, LakefsNotFoundError, SourceObjectError } from "../errors.ts";
-import { LakefsTransport } from "./transport.ts";
-import type { LakefsClientOptions } from "./transport.ts";
+import { LakefsTransport, headerValue, rangeHeader } from "./transport.ts";
+import type { ByteSpan, LakefsClientOptions } from "./transport.ts";
 import type {
   Commit,
   CommitCreation,
@@ -184,15 +184,14 @@ export class LakefsClient {
   /** GET of a pre-signed URL (see LakefsTransport.presignedGet); `range` is [start, end). */
   async presignedGet(
     url: string,
-    range: { start: number; end: number } | undefined,
+    range: ByteSpan | undefined,
     signal?: AbortSignal,
   ): Promise<{ status: number; body: Readable; contentRange: string | undefined }> {
     const res = await this.#http.presignedGet(url, range, signal);
-    const cr = res.headers["content-range"];
     return {
       status: res.statusCode,
       body: res.body,
-      contentRange: typeof cr === "string" ? cr : undefined,
+      contentRange: headerValue(res.headers, "content-range"),
     };
   }
 
@@ -205,21 +204,20 @@ export class LakefsClient {
     ref: string,
     path: string,
     signal?: AbortSignal,
-    range?: { start: number; end: number },
+    range?: ByteSpan,
   ): Promise<ObjectBody> {
     try {
       const res = await this.#http.stream(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects`, {
         query: { path },
         notFound: "object",
         signal,
-        ...(range ? { headers: { range: `bytes=${range.start}-${range.end - 1}` } } : {}),
+        ...(range ? { headers: rangeHeader(range) } : {}),
       });
-      const len = res.headers["content-length"];
-      const cr = res.headers["content-range"];
+      const len = headerValue(res.headers, "content-length");
       return {
         body: res.body,
-        contentLength: typeof len === "string" ? Number(len) : undefined,
-        contentRange: typeof cr === "string" ? cr : undefined,
+        contentLength: len !== undefined ? Number(len) : undefined,
+        contentRange: headerValue(res.headers, "content-range"),
       };
     } catch (err) {
       if (

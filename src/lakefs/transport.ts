@@ -65,6 +65,23 @@ export interface CallOptions {
   retry?: boolean;
 }
 
+/** A byte range [start, end) of an object. */
+export interface ByteSpan {
+  start: number;
+  end: number;
+}
+
+/** The HTTP Range header of [start, end): `bytes=start-(end-1)`, both ends inclusive. */
+export function rangeHeader(range: ByteSpan): { range: string } {
+  return { range: `bytes=${range.start}-${range.end - 1}` };
+}
+
+/** A header that came once, as a string; undefined when absent. */
+export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name];
+  return typeof v === "string" ? v : undefined;
+}
+
 /** lakeFS's API root. The S3 gateway answers on the same address under other paths. */
 const API_PREFIX = "/api/v1";
 
@@ -167,17 +184,14 @@ export class LakefsTransport {
    */
   async presignedGet(
     url: string,
-    range: { start: number; end: number } | undefined,
+    range: ByteSpan | undefined,
     signal: AbortSignal | undefined,
   ): Promise<Dispatcher.ResponseData> {
     const shown = url.split("?")[0]!;
-    const headers: Record<string, string> = range
-      ? { range: `bytes=${range.start}-${range.end - 1}` }
-      : {};
     try {
       return await request(url, {
         method: "GET",
-        headers,
+        headers: range ? rangeHeader(range) : {},
         dispatcher: this.#agent,
         signal,
         headersTimeout: this.#timeouts.firstByteTimeoutMs,

@@ -39,6 +39,40 @@ export function largeShapes(spec = process.env.BENCH_LARGE ?? "4x96,16x256,1x102
   });
 }
 
+/** The two raw baselines on `keys` (objects of `size` bytes) of a commit, into `bucket`. */
+const rawOne = (
+  env: NodeJS.ProcessEnv,
+  repo: string,
+  commit: string,
+  bucket: string,
+  keys: string[],
+) =>
+  measure(
+    process.execPath,
+    [`${repoRoot}test/bench/raw-copy.mjs`, repo, commit, bucket, "raw/", ...keys],
+    env,
+  );
+const rawParallel = (
+  env: NodeJS.ProcessEnv,
+  repo: string,
+  commit: string,
+  bucket: string,
+  keys: string[],
+  size: number,
+) =>
+  measure(
+    process.execPath,
+    [
+      `${repoRoot}test/bench/raw-parallel.mjs`,
+      repo,
+      commit,
+      bucket,
+      "rawp/",
+      ...keys.map((k) => `${k}:${size}`),
+    ],
+    { ...env, PART_MIB: "16", PARTS: "4" },
+  );
+
 async function seedLarge(stack: Stack, count: number, mib: number) {
   const repo = await createRepo(stack, `bench-${count}x${mib}`);
   process.stderr.write(`seeding ${count} × ${mib} MiB…\n`);
@@ -98,25 +132,10 @@ export async function benchLarge(b: LargeBenchInput): Promise<void> {
     };
 
     const raw = await row("raw GET+PUT, one stream per object", () =>
-      measure(
-        process.execPath,
-        [`${repoRoot}test/bench/raw-copy.mjs`, repo, commit, bucket, "raw/", ...keys],
-        cliEnv,
-      ),
+      rawOne(cliEnv, repo, commit, bucket, keys),
     );
-    const rawParallel = await row("raw parallel: 4 ranged GETs, 4 parts at once per object", () =>
-      measure(
-        process.execPath,
-        [
-          `${repoRoot}test/bench/raw-parallel.mjs`,
-          repo,
-          commit,
-          bucket,
-          "rawp/",
-          ...keys.map((k) => `${k}:${size}`),
-        ],
-        { ...cliEnv, PART_MIB: "16", PARTS: "4" },
-      ),
+    const rawPar = await row("raw parallel: 4 ranged GETs, 4 parts at once per object", () =>
+      rawParallel(cliEnv, repo, commit, bucket, keys, size),
     );
     const stream = await row("lakefs-mirror stream", () =>
       mirror([repo, `s3://${bucket}/stream/`, `--commit_id=${commit}`, "--copy-mode=stream"]),
@@ -160,7 +179,7 @@ export async function benchLarge(b: LargeBenchInput): Promise<void> {
     );
     const label = `(c) ${count} × ${mib} MiB`;
     ratio(`${label}, streamed vs rclone sync`, 1.2, stream, peer);
-    ratio(`${label}, streamed vs raw parallel GET+PUT`, 0.9, stream, rawParallel);
+    ratio(`${label}, streamed vs raw parallel GET+PUT`, 0.9, stream, rawPar);
     ratio(`${label}, streamed pre-signed vs rclone sync`, 1.2, presigned, peer);
     ratio(`${label}, server-side vs MinIO's own copy (mc cp)`, 0.9, server, limit);
     // The copy alone: the fixed cost of any export taken off.
@@ -193,28 +212,10 @@ export async function benchThrottled(b: LargeBenchInput): Promise<void> {
     const scenario = `(c) 1 × ${mib} MiB, each connection to lakeFS held to ${mbps} MB/s`;
     const rec = (tool: string, u: Usage) => record(scenario, tool, 1, mib * MiB, u);
     const key = "large/blob-0.bin";
-    const raw = rec(
-      "raw GET+PUT, one stream",
-      await measure(
-        process.execPath,
-        [`${repoRoot}test/bench/raw-copy.mjs`, repo, commit, bucket, "raw/", key],
-        cliEnv,
-      ),
-    );
-    const rawParallel = rec(
+    const raw = rec("raw GET+PUT, one stream", await rawOne(cliEnv, repo, commit, bucket, [key]));
+    const rawPar = rec(
       "raw parallel: 4 ranged GETs, 4 parts at once",
-      await measure(
-        process.execPath,
-        [
-          `${repoRoot}test/bench/raw-parallel.mjs`,
-          repo,
-          commit,
-          bucket,
-          "rawp/",
-          `${key}:${mib * MiB}`,
-        ],
-        { ...cliEnv, PART_MIB: "16", PARTS: "4" },
-      ),
+      await rawParallel(cliEnv, repo, commit, bucket, [key], mib * MiB),
     );
     const one = rec(
       "lakefs-mirror stream, --parallel-reads=1",
@@ -248,8 +249,8 @@ export async function benchThrottled(b: LargeBenchInput): Promise<void> {
     const label = `(c) 1 × ${mib} MiB at ${mbps} MB/s a connection`;
     ratio(`${label}, ranged reads vs one stream`, 2, stream, one);
     ratio(`${label}, streamed vs rclone sync`, 1.2, stream, peer);
-    ratio(`${label}, streamed vs raw parallel GET+PUT`, 0.9, stream, rawParallel);
-    ratio(`${label}, raw parallel vs raw one stream`, 1, rawParallel, raw);
+    ratio(`${label}, streamed vs raw parallel GET+PUT`, 0.9, stream, rawPar);
+    ratio(`${label}, raw parallel vs raw one stream`, 1, rawPar, raw);
   } finally {
     await proxy.close();
     execFileSync(b.mc.cmd, ["rm", "--recursive", "--force", `dest/${bucket}/`], {

@@ -7,6 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { cliSummary, runCli } from "../helpers/cli.ts";
 import type { CliRun } from "../helpers/cli.ts";
 import { startFaultInjectingProxy } from "../helpers/fault-injecting-proxy.ts";
+import type { FaultInjectingProxyOptions } from "../helpers/fault-injecting-proxy.ts";
 import { assertMirrorEqual, gatewayPut, headKey, readKey } from "../helpers/mirror.ts";
 import { startPrivateLakefs } from "../helpers/private-lakefs.ts";
 import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
@@ -19,6 +20,67 @@ const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 function objectRead(method: string, url: string, headers: Record<string, unknown>) {
   if (method !== "GET" || !/\/objects\?/.test(url)) return undefined;
   return typeof headers.range === "string" ? headers.range : "whole";
+}
+
+/**
+ * A proxy in front of a lakeFS that notes each object read (its Range, or "whole") and each
+ * pre-signing stat; `faults` as the fault-injecting proxy takes them.
+ */
+async function watchedLakefs(
+  endpoint: string,
+  faults: Pick<FaultInjectingProxyOptions, "rates" | "eligible"> = {},
+  onRead?: (range: string) => (() => void) | undefined,
+) {
+  const reads: string[] = [];
+  let presigns = 0;
+  const proxy = await startFaultInjectingProxy(endpoint, {
+    flavor: "lakefs",
+    ...faults,
+    onRequest: (method, url, headers) => {
+      if (method === "GET" && url.includes("/objects/stat?") && url.includes("presign=true"))
+        presigns++;
+      const range = objectRead(method, url, headers);
+      if (range === undefined) return undefined;
+      reads.push(range);
+      return onRead?.(range);
+    },
+  });
+  return { proxy, reads, presigns: () => presigns };
+}
+
+/** `export <repo> s3://<bucket>/ --commit_id=<commit> --copy-mode=stream <flags>` via `lakefs`. */
+function streamExport(
+  stack: Stack,
+  repo: string,
+  commit: string,
+  bucket: string,
+  lakefs: string,
+  flags: string[],
+): Promise<CliRun> {
+  return runCli(
+    stack,
+    ["export", repo, `s3://${bucket}/`, `--commit_id=${commit}`, "--copy-mode=stream", ...flags],
+    { LAKEFS_ENDPOINT: lakefs },
+  );
+}
+
+/** A private lakeFS on the stack's MinIO (or `s3Endpoint`), with `s3Lines` added to its S3 blockstore. */
+function lakefsOnMinio(stack: Stack, s3Lines: string[], s3Endpoint = stack.env.AWS_ENDPOINT_URL) {
+  return startPrivateLakefs(
+    stack,
+    [
+      "blockstore:",
+      "  type: s3",
+      "  s3:",
+      `    endpoint: ${s3Endpoint}`,
+      "    force_path_style: true",
+      "    region: us-east-1",
+      ...s3Lines.map((l) => `    ${l}`),
+      "    credentials:",
+      `      access_key_id: ${stack.env.AWS_ACCESS_KEY_ID}`,
+      `      secret_access_key: ${stack.env.AWS_SECRET_ACCESS_KEY}`,
+    ].join("\n"),
+  );
 }
 
 /**
@@ -77,45 +139,35 @@ describe("streamed copies read large objects by parallel ranges", () => {
 
   it("through lakeFS: ranges read in parallel, and a body cut mid-range reads only that range again", async (t) => {
     const bucket = await createBucket(stack, "ranged");
-    const reads: string[] = [];
     let inFlight = 0;
     let peak = 0;
     let cutOne: string | undefined;
     let next: string | undefined;
-    const proxy = await startFaultInjectingProxy(stack.env.LAKEFS_ENDPOINT, {
-      flavor: "lakefs",
-      rates: { cut: 1 },
-      // The first range after the first is cut (lakeFS sends half its body, then the
-      // connection closes).
-      onRequest: (method, url, headers) => {
-        const range = objectRead(method, url, headers);
+    // The first range after the first is cut (lakeFS sends half its body, then the connection
+    // closes). `eligible` runs right after `onRequest`, which saw the request's Range.
+    const { proxy, reads } = await watchedLakefs(
+      stack.env.LAKEFS_ENDPOINT,
+      {
+        rates: { cut: 1 },
+        eligible: () => {
+          const range = next;
+          next = undefined;
+          if (cutOne !== undefined || range === undefined || !range.startsWith("bytes="))
+            return false;
+          if (range.startsWith("bytes=0-")) return false;
+          cutOne = range;
+          return true;
+        },
+      },
+      (range) => {
         next = range;
-        if (range === undefined) return undefined;
-        reads.push(range);
         inFlight++;
         peak = Math.max(peak, inFlight);
         return () => inFlight--;
       },
-      eligible: () => {
-        if (cutOne !== undefined || next === undefined || !next.startsWith("bytes=")) return false;
-        if (next.startsWith("bytes=0-")) return false;
-        cutOne = next;
-        return true;
-      },
-    });
-    t.after(() => proxy.close());
-    const run = await runCli(
-      stack,
-      [
-        "export",
-        repo,
-        `s3://${bucket}/`,
-        `--commit_id=${commit}`,
-        "--copy-mode=stream",
-        `--config=${config}`,
-      ],
-      { LAKEFS_ENDPOINT: proxy.url },
     );
+    t.after(() => proxy.close());
+    const run = await streamExport(stack, repo, commit, bucket, proxy.url, [`--config=${config}`]);
     await assertMirrored(bucket, run);
     const ranged = reads.filter((r) => r.startsWith("bytes="));
     t.diagnostic(
@@ -135,29 +187,12 @@ describe("streamed copies read large objects by parallel ranges", () => {
 
   it("pre-signed: the bytes skip lakeFS (a proxy in front of it counts them)", async (t) => {
     const bucket = await createBucket(stack, "presigned");
-    const reads: string[] = [];
-    const proxy = await startFaultInjectingProxy(stack.env.LAKEFS_ENDPOINT, {
-      flavor: "lakefs",
-      onRequest: (method, url, headers) => {
-        const range = objectRead(method, url, headers);
-        if (range !== undefined) reads.push(range);
-        return undefined;
-      },
-    });
+    const { proxy, reads } = await watchedLakefs(stack.env.LAKEFS_ENDPOINT);
     t.after(() => proxy.close());
-    const run = await runCli(
-      stack,
-      [
-        "export",
-        repo,
-        `s3://${bucket}/`,
-        `--commit_id=${commit}`,
-        "--copy-mode=stream",
-        "--presigned-reads",
-        `--config=${config}`,
-      ],
-      { LAKEFS_ENDPOINT: proxy.url },
-    );
+    const run = await streamExport(stack, repo, commit, bucket, proxy.url, [
+      "--presigned-reads",
+      `--config=${config}`,
+    ]);
     await assertMirrored(bucket, run);
     t.diagnostic(`${proxy.answeredBytes()} bytes from lakeFS (its JSON answers) for ${big.length}`);
     assert.deepEqual(reads, [], "no object was read through lakeFS");
@@ -166,21 +201,7 @@ describe("streamed copies read large objects by parallel ranges", () => {
   });
 
   it("pre-signed reads where lakeFS does not sign (disable_pre_signed): read through lakeFS, said once", async (t) => {
-    const own = await startPrivateLakefs(
-      stack,
-      [
-        "blockstore:",
-        "  type: s3",
-        "  s3:",
-        `    endpoint: ${stack.env.AWS_ENDPOINT_URL}`,
-        "    force_path_style: true",
-        "    region: us-east-1",
-        "    disable_pre_signed: true",
-        "    credentials:",
-        `      access_key_id: ${stack.env.AWS_ACCESS_KEY_ID}`,
-        `      secret_access_key: ${stack.env.AWS_SECRET_ACCESS_KEY}`,
-      ].join("\n"),
-    );
+    const own = await lakefsOnMinio(stack, ["disable_pre_signed: true"]);
     t.after(() => own.stop());
     const s = own.stack;
     const name = await createRepo(s, "nopresign");
@@ -189,29 +210,12 @@ describe("streamed copies read large objects by parallel ranges", () => {
     await gatewayPut(s, name, "main", { path: "a.txt", content: "a" });
     const c = (await s.lakefs.commit(name, "main", { message: "two" })).id;
     const bucket = await createBucket(s, "nopresign");
-    const reads: string[] = [];
-    const proxy = await startFaultInjectingProxy(s.env.LAKEFS_ENDPOINT, {
-      flavor: "lakefs",
-      onRequest: (method, url, headers) => {
-        const range = objectRead(method, url, headers);
-        if (range !== undefined) reads.push(range);
-        return undefined;
-      },
-    });
+    const { proxy, reads } = await watchedLakefs(s.env.LAKEFS_ENDPOINT);
     t.after(() => proxy.close());
-    const run = await runCli(
-      s,
-      [
-        "export",
-        name,
-        `s3://${bucket}/`,
-        `--commit_id=${c}`,
-        "--copy-mode=stream",
-        "--presigned-reads",
-        `--config=${config}`,
-      ],
-      { LAKEFS_ENDPOINT: proxy.url },
-    );
+    const run = await streamExport(s, name, c, bucket, proxy.url, [
+      "--presigned-reads",
+      `--config=${config}`,
+    ]);
     assert.equal(run.code, 0, run.stdout + run.stderr);
     assert.equal(cliSummary(run).status, "SUCCESS", run.stdout);
     assert.equal(sha(await readKey(s, bucket, "big.bin")), sha(body));
@@ -221,5 +225,56 @@ describe("streamed copies read large objects by parallel ranges", () => {
     assert.equal(reads.filter((r) => r.startsWith("bytes=")).length, 3);
     assert.equal(reads.filter((r) => r === "whole").length, 1);
     assert.ok(proxy.answeredBytes() >= body.length);
+  });
+
+  it("pre-signing that fails with 5xx (after lakeFS's retries): that object is read through lakeFS, the export succeeds", async (t) => {
+    const bucket = await createBucket(stack, "presign503");
+    // Every pre-signing stat of the big file is answered 503; the small files' are not.
+    const { proxy, reads, presigns } = await watchedLakefs(stack.env.LAKEFS_ENDPOINT, {
+      rates: { slowdown: 1 },
+      eligible: (method, url) => url.includes("presign=true") && url.includes("part-00000"),
+    });
+    t.after(() => proxy.close());
+    const run = await streamExport(stack, repo, commit, bucket, proxy.url, [
+      "--presigned-reads",
+      `--config=${config}`,
+    ]);
+    await assertMirrored(bucket, run);
+    assert.ok(proxy.injected().slowdown >= 2, `${proxy.injected().slowdown} 503s`);
+    assert.match(run.stdout, /failed to pre-sign a read/);
+    // The big file through lakeFS, by its nine ranges; the small ones pre-signed, not read here.
+    assert.equal(reads.filter((r) => r.startsWith("bytes=")).length, 9);
+    assert.equal(reads.filter((r) => r === "whole").length, 0);
+    assert.ok(presigns() > small.length);
+  });
+
+  it("pre-signed URLs that expire while a large object is read are signed again", async (t) => {
+    // lakeFS signs for 2 s here; its store is behind a proxy that holds each body to 4 MB/s, so
+    // reading the object two ranges at a time outlives the first URL.
+    const slowStore = await startFaultInjectingProxy(stack.env.AWS_ENDPOINT_URL, { flavor: "s3" });
+    t.after(() => slowStore.close());
+    const own = await lakefsOnMinio(stack, ["pre_signed_expiry: 2s"], slowStore.url);
+    t.after(() => own.stop());
+    const s = own.stack;
+    const name = await createRepo(s, "shortsign");
+    const body = randomBytes(25 * MiB + 3);
+    await gatewayPut(s, name, "main", { path: "big.bin", content: body });
+    const c = (await s.lakefs.commit(name, "main", { message: "one" })).id;
+    const bucket = await createBucket(s, "shortsign");
+    const { proxy, reads, presigns } = await watchedLakefs(s.env.LAKEFS_ENDPOINT);
+    t.after(() => proxy.close());
+    slowStore.setThrottle(4e6);
+    const run = await streamExport(s, name, c, bucket, proxy.url, [
+      "--presigned-reads",
+      "--parallel-reads=2",
+      `--config=${config}`,
+    ]);
+    slowStore.setThrottle(undefined);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.equal(cliSummary(run).status, "SUCCESS", run.stdout);
+    assert.equal(sha(await readKey(s, bucket, "big.bin")), sha(body));
+    assert.deepEqual(reads, [], "no object was read through lakeFS");
+    t.diagnostic(`${presigns()} pre-signing stats for 6 ranges of one object`);
+    assert.ok(presigns() >= 2, `${presigns()} pre-signing stat(s): the URL was never renewed`);
   });
 });
