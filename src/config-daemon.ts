@@ -45,6 +45,7 @@ export function checkDaemonConfig(config: Config): string[] {
   for (const [key, name] of [
     ["kafka.topic", kafka.topic],
     ["kafka.deadLetterTopic", kafka.deadLetterTopic],
+    ["kafka.workTopic", kafka.workTopic],
   ] as const) {
     if (name !== "" && (!topicName.test(name) || name === "." || name === "..")) {
       throw new ConfigError(
@@ -55,6 +56,11 @@ export function checkDaemonConfig(config: Config): string[] {
   if (kafka.deadLetterTopic === kafka.topic) {
     throw new ConfigError(
       "kafka.deadLetterTopic must differ from kafka.topic: dead letters would be read again as events and dead-lettered again",
+    );
+  }
+  if (kafka.workTopic !== "" && [kafka.topic, kafka.deadLetterTopic].includes(kafka.workTopic)) {
+    throw new ConfigError(
+      "kafka.workTopic must differ from kafka.topic and kafka.deadLetterTopic: work items and events are different messages",
     );
   }
   // Kafka's consumer rule: heartbeats must come more often than the session times out, and

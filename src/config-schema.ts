@@ -85,6 +85,7 @@ export interface Config {
     topic: string;
     groupId: string;
     clientId: string;
+    workTopic: string;
     deadLetterTopic: string;
     partitions: number;
     sessionTimeoutMs: number;
@@ -92,6 +93,16 @@ export interface Config {
     maxUncommittedPerPartition: number;
     reconnectMaxSeconds: number;
     metadataMaxAgeMs: number;
+  };
+  work: {
+    splitAbove: number;
+    itemObjects: number;
+    initialItems: number;
+    itemTimeoutSeconds: number;
+    maxItemAttempts: number;
+    pollMs: number;
+    leaseViewMs: number;
+    itemsInParallel: number;
   };
   lease: { enabled: boolean; ttlSeconds: number; owner: string };
   checkpoint: { path: string };
@@ -470,6 +481,12 @@ export const schema = {
     },
     groupId: { doc: "consumer group", format: String, default: "lakefs-mirror" },
     clientId: { doc: "Kafka client id", format: String, default: "lakefs-mirror" },
+    workTopic: {
+      doc: "topic of work items: the group shares one lane's big export through it; empty: every export runs in one daemon",
+      format: String,
+      default: "",
+      env: "LAKEFS_MIRROR_KAFKA_WORK_TOPIC",
+    },
     deadLetterTopic: {
       doc: "where messages that cannot be recorded go, with the reason; empty to only log them",
       format: String,
@@ -504,6 +521,48 @@ export const schema = {
       doc: "how often topic metadata is read again: how soon partitions added to kafka.topic are shared out",
       format: "positive-int",
       default: 300_000,
+    },
+  },
+  work: {
+    splitAbove: {
+      doc: "a first export or diff with more entries than this is split into work items (needs kafka.workTopic and leases)",
+      format: "positive-int",
+      default: 100_000,
+    },
+    itemObjects: {
+      doc: "about this many objects per work item",
+      format: "positive-int",
+      default: 10_000,
+    },
+    initialItems: {
+      doc: "work items a split export starts with, cut at the commit's top-level prefixes; bigger ones are cut further by count",
+      format: "positive-int",
+      default: 64,
+    },
+    itemTimeoutSeconds: {
+      doc: "a work item with no record after this long is issued again",
+      format: "positive-int",
+      default: 600,
+    },
+    maxItemAttempts: {
+      doc: "issues of a work item before its owner does it itself; if that fails too, its range goes into the FAILURE file",
+      format: "positive-int",
+      default: 3,
+    },
+    pollMs: {
+      doc: "how often a split export's owner reads its items' records",
+      format: "positive-int",
+      default: 1_000,
+    },
+    leaseViewMs: {
+      doc: "how long a worker trusts one reading of the owner's lease; a split export's later rounds wait this long after round 0",
+      format: "positive-int",
+      default: 10_000,
+    },
+    itemsInParallel: {
+      doc: "work items one daemon runs at once",
+      format: "positive-int",
+      default: 2,
     },
   },
   lease: {

@@ -7,6 +7,9 @@ import { checkDaemonConfig } from "../config-daemon.ts";
 import { KafkaIntake } from "../kafka/consumer.ts";
 import type { KafkaState } from "../kafka/consumer.ts";
 import { KafkaForwarder } from "../kafka/forwarder.ts";
+import { Coordinator } from "../work/coordinator.ts";
+import { WorkQueue } from "../work/queue.ts";
+import { WorkWorker } from "../work/worker.ts";
 import type { PartitionBacklog } from "../kafka/offsets.ts";
 import { LedgerStore } from "../ledger/ledger-store.ts";
 import { CheckpointStore } from "./checkpoint.ts";
@@ -83,6 +86,7 @@ export class Daemon {
   readonly #lanes: LaneSync;
   readonly #kafka: KafkaIntake | undefined;
   readonly #forwarder: KafkaForwarder | undefined;
+  #workQueue: WorkQueue | undefined;
   #state: "new" | "starting" | "running" | "closing" | "closed" = "new";
   #closing: Promise<void> | undefined;
   #fail: (err: Error) => void = () => undefined;
@@ -110,7 +114,9 @@ export class Daemon {
     const owns = (repository: string, branch: string) => this.#ownership.owns(repository, branch);
     const router = new MirrorRouter(config.mirrors, logger.child({ component: "router" }));
     this.#router = router;
+    const work = kafkaOn && config.kafka.workTopic !== "" && config.lease.enabled ? this.#work(config, logger) : undefined;
     this.#lanes = new LaneSync({
+      work: work?.coordinator,
       lakefs: this.#clients.lakefs,
       // Each lane keeps its own while it lives (LaneSync's context), and drops it when it ends.
       destination: (uri) => this.#clients.destination(uri),
@@ -210,6 +216,7 @@ export class Daemon {
     await this.http.start();
     // Kafka connects in the background: a broker that is away never holds the daemon back.
     this.#kafka?.start();
+    this.#workQueue?.start();
     this.reconciler.start();
     this.#state = "running";
     this.metrics.ready(true);
@@ -267,6 +274,7 @@ export class Daemon {
     );
     await Promise.all([
       step("kafka", async () => this.#kafka?.close(), left()),
+      step("work topic", async () => this.#workQueue?.close(), left()),
       step("forwarder", async () => this.#forwarder?.close(), left()),
       step("reconciler", () => this.reconciler.close(), left()),
     ]);
@@ -326,6 +334,36 @@ export class Daemon {
   }
 
   /** A rebalance: lanes this daemon no longer owns stop before their status file. */
+  /** The group's work topic: this daemon works items of anyone's split exports, and splits its own. */
+  #work(config: Config, logger: Logger): { coordinator: Coordinator } {
+    const log = logger.child({ component: "work" });
+    const worker = new WorkWorker({
+      lakefs: this.#clients.lakefs,
+      destination: (uri) => this.#clients.destination(uri),
+      config,
+      logger: log,
+      name: () => this.owner,
+    });
+    const queue = new WorkQueue(config, log, async (item, signal) => {
+      try {
+        await worker.run(item, (child) => queue.issue([child]), signal);
+      } catch (err) {
+        // A worker that cannot even read the lease leaves the item to be issued again.
+        if (!signal.aborted) log.warn({ err, item: item.id }, "work item not done");
+      }
+    });
+    this.#workQueue = queue;
+    const coordinator = new Coordinator({
+      lakefs: this.#clients.lakefs,
+      config,
+      logger: log,
+      queue,
+      worker,
+      owner: () => this.owner,
+    });
+    return { coordinator };
+  }
+
   #assigned(held: ReadonlySet<number>, partitionCount: number): void {
     this.#ownership.assign(held, partitionCount);
     for (const lane of [...this.scheduler.lanes.values()]) {

@@ -33,6 +33,7 @@ import { checkLease, loadLane } from "./lane-load.ts";
 import type { LaneLoadDeps } from "./lane-load.ts";
 import type { Metrics } from "./metrics.ts";
 import type { Lane, LaneOutcome } from "./scheduler.ts";
+import type { Coordinator, Split } from "../work/coordinator.ts";
 
 export { resolveDestination } from "../config-mirrors.ts";
 
@@ -46,6 +47,8 @@ export interface LaneSyncDeps {
   logger: Logger;
   /** This daemon's name in destination leases (known once the checkpoint store is open). */
   owner: () => string;
+  /** Shares big exports with the consumer group (kafka.workTopic); absent: every export runs here. */
+  work?: Coordinator | undefined;
 }
 
 /** What a lane keeps between its runs in this process. */
@@ -258,7 +261,16 @@ export class LaneSync {
     // diffs are read while it is saved; the export writes nothing before the save is done. The
     // destination's copy is the one a load trusts: the local copy need not wait for the disk.
     // It carries the lease epoch it is written under (see LedgerStore.load).
-    const attempt = { ...beginAttempt(ledger, head, new Date()), epoch: ctx.lease?.epoch ?? null };
+    const work = this.#d.work;
+    const at = ctx.lease ? { lane, dest: ctx.dest, exporter: ctx.exporter, lease: ctx.lease } : undefined;
+    const split: Split | undefined =
+      work && at ? await work.prepare(at, ledger, plan, head, signal) : undefined;
+    const attempt = {
+      ...beginAttempt(ledger, head, new Date()),
+      epoch: ctx.lease?.epoch ?? null,
+      // A split export's run, for a new owner to resume (see Coordinator).
+      work: split ? { run: split.run, commit: head, key: split.key } : null,
+    };
     ledger = attempt;
     const fence = ctx.lease ? () => ctx.lease!.assertHeld() : undefined;
     const record = () =>
@@ -283,7 +295,13 @@ export class LaneSync {
       );
     let result: ExportResult;
     let mode: Plan["kind"] = plan.kind;
-    if (plan.kind === "reconcile") {
+    if (split && work && at) {
+      log.info(
+        { run: split.run, kind: split.kind, resumed: split.resumed, reason: plan.kind === "reconcile" ? plan.reason : undefined },
+        "splitting the export into work items for the group",
+      );
+      result = await work.run(split, at, record, signal);
+    } else if (plan.kind === "reconcile") {
       log.info({ reason: plan.reason }, "no trustworthy base; reconciling with a full listing");
       // The attempt is recorded once the reconcile's first pass found nothing that refuses it
       // (another lane's records below): a lane that refuses leaves no ledger behind.

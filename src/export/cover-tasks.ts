@@ -3,6 +3,9 @@ import type { DiffEntry } from "../lakefs/types.ts";
 import type { FailedPath } from "../ledger/ledger.ts";
 import type { ExportTask } from "./task.ts";
 import { compareUtf8, flatten, mergeSorted } from "./order.ts";
+import { WHOLE, inRange, pastRange } from "../work/ranges.ts";
+import { justBefore } from "./listed-stats.ts";
+import type { KeyRange } from "../work/ranges.ts";
 
 type Item = { kind: "diff"; entry: DiffEntry } | { kind: "retry"; path: string };
 
@@ -11,10 +14,13 @@ async function* diffItems(
   repository: string,
   from: string,
   to: string,
+  range: KeyRange,
   signal?: AbortSignal,
 ): AsyncGenerator<Item> {
-  for await (const entry of flatten(lakefs.diff(repository, from, to, signal))) {
-    if (entry.path_type !== "object") continue;
+  const after = justBefore(range.from);
+  for await (const entry of flatten(lakefs.diff(repository, from, to, signal, after))) {
+    if (pastRange(range, entry.path)) return;
+    if (entry.path_type !== "object" || !inRange(range, entry.path)) continue;
     if (entry.type === "conflict" || entry.type === "prefix_changed") {
       // Cannot occur in a two-dot diff without a delimiter; refuse rather than guess.
       throw new TypeError(`unexpected diff entry type "${entry.type}" for ${entry.path}`);
@@ -36,7 +42,8 @@ function* retryItems(paths: readonly FailedPath[]): Generator<Item> {
  * removed), so the first entry found for a path decides; a retried path that no diff names is
  * looked up at `to` when its task runs. The streams are merged in path order, so memory does
  * not grow with the size of the diffs. Every diff's first page is read before the first task is
- * yielded: a `from` commit lakeFS lacks fails here, before anything is written.
+ * yielded: a `from` commit lakeFS lacks fails here, before anything is written. With `range`,
+ * only the paths inside it (a work item of a split export).
  */
 export async function* coverTasks(
   lakefs: LakefsClient,
@@ -45,11 +52,13 @@ export async function* coverTasks(
   to: string,
   retry: readonly FailedPath[],
   signal?: AbortSignal,
+  range: KeyRange = WHOLE,
 ): AsyncGenerator<ExportTask> {
   const streams: (AsyncIterable<Item> | Iterable<Item>)[] = [...new Set(fromCommitIds)]
     .filter((from) => from !== to)
-    .map((from) => diffItems(lakefs, repository, from, to, signal));
-  if (retry.length > 0) streams.push(retryItems(retry));
+    .map((from) => diffItems(lakefs, repository, from, to, range, signal));
+  const retried = retry.filter((p) => inRange(range, p.path));
+  if (retried.length > 0) streams.push(retryItems(retried));
   const keyOf = (i: Item) => (i.kind === "diff" ? i.entry.path : i.path);
   for await (const { key, items } of mergeSorted(streams, keyOf)) {
     const diff = items.find((i) => i?.kind === "diff");

@@ -57,6 +57,22 @@ export interface ExportRunOptions {
   writesAfter?: Promise<unknown> | undefined;
   /** The Iceberg rewrite of this run's tables (see TableRewrite); none: every file as it is. */
   rewrite?: TableRewrite | undefined;
+  /**
+   * This run is one part of a split export (a work item): it writes round 0 only and hands
+   * every other task (and, with `deferDeletes`, every delete) to `defer`, for the export's owner
+   * to run once every part has finished. No status file.
+   */
+  part?: { defer: (task: ExportTask) => void; deferDeletes: boolean } | undefined;
+  /** What the parts of a split export did before this, the owner's last run, counted in its status. */
+  prior?: PartsDone | undefined;
+}
+
+/** What the parts of a split export did, summed. */
+export interface PartsDone {
+  progress: ExportProgress;
+  failures: string[];
+  /** Their unfinished paths; undefined when any part could not list them. */
+  undone: FailedPath[] | undefined;
 }
 
 /** What one run of a task stream did, and the status file it wrote. */
@@ -151,6 +167,51 @@ export class ExportRun {
     ]);
     // Its rejection is the run's to report, when the run reaches its first write.
     options.writesAfter?.catch(() => undefined);
+    const prior = options.prior;
+    if (prior) {
+      // A failure in a part stops this run's later positions, as one of its own would.
+      for (const k of Object.keys(this.#progress) as (keyof ExportProgress)[])
+        this.#progress[k] += prior.progress[k];
+      this.#failures.push(...prior.failures.slice(0, MAX_FAILURE_LINES));
+      this.#undone = prior.undone ? [...prior.undone] : undefined;
+    }
+  }
+
+  /**
+   * Runs one part of a split export (see `part`): round 0 of the tasks, then settles.
+   * Throws like `run` when aborted or fenced.
+   */
+  async runPart(tasks: AsyncIterable<ExportTask>): Promise<PartsDone> {
+    const part = this.#o.part;
+    if (!part) throw new TypeError("runPart needs the part option");
+    const signal = this.#signal;
+    try {
+      for await (const task of tasks) {
+        if (signal?.aborted || this.#stopped !== undefined || this.#fenced !== undefined) break;
+        await this.#opened();
+        const position = this.#positionOf(task.op, task.path);
+        if (position.round === 0 && !(part.deferDeletes && task.op === "delete"))
+          await this.#runTask(task);
+        else part.defer(task);
+      }
+      await this.#pool.drain();
+      await this.#flushDeletes();
+    } finally {
+      await this.#pool.drain();
+    }
+    if (this.#fenced !== undefined) throw this.#fenced;
+    if (signal?.aborted) throw new AbortedError(`export of ${this.#commitId} aborted`);
+    if (this.#stopped !== undefined) {
+      this.#failures.push(
+        `export stopped after ${STOP_AFTER_TRANSIENT_FAILURES} failures in a row: ${errorMessage(this.#stopped)}`,
+      );
+      this.#undone = undefined;
+    }
+    return {
+      progress: { ...this.#progress },
+      failures: this.#failures,
+      undone: this.#progress.failed === 0 ? [] : this.#undone,
+    };
   }
 
   async run(tasks: AsyncIterable<ExportTask>): Promise<RunOutcome> {

@@ -9,7 +9,7 @@ import type { CopyMode, RangedReads } from "./copier.ts";
 import { coverTasks } from "./cover-tasks.ts";
 import { withListedStats } from "./listed-stats.ts";
 import { ExportRun } from "./export-run.ts";
-import type { RunOutcome } from "./export-run.ts";
+import type { PartsDone, RunOutcome } from "./export-run.ts";
 import type { LaneName } from "../ledger/lane-records.ts";
 import { Reconciliation } from "./reconcile.ts";
 import { ourKeys } from "./our-keys.ts";
@@ -341,12 +341,13 @@ export class Exporter {
     tasks: AsyncIterable<ExportTask>,
     cover: CoverOptions,
     signal: AbortSignal | undefined,
-    paths: () => AsyncIterable<string>,
+    paths: (() => AsyncIterable<string>) | undefined,
+    prior?: PartsDone,
   ): Promise<ExportResult> {
     // Where server-side copies may read is asked of lakeFS while the first page of tasks loads.
     this.#copier.prepare(signal);
     // Iceberg tables are planned from the paths the export copies before it writes anything.
-    const rewrite = this.#icebergRewrite
+    const rewrite = this.#icebergRewrite && paths
       ? await TableRewrite.plan(
           {
             lakefs: this.#o.lakefs,
@@ -361,21 +362,11 @@ export class Exporter {
       : undefined;
     const outcome = await new ExportRun(
       {
-        lakefs: this.#o.lakefs,
-        repository: this.#o.repository,
-        destination: this.#o.destination,
-        copier: this.#copier,
+        ...this.#runOptions({}),
         rounds: rewrite ? rewrite.rounds(this.#rounds) : this.#rounds,
-        deletesLast: this.#deletesLast,
-        deferredInMemory: this.#o.deferredInMemory,
-        spillDirectory: this.#o.spillDirectory,
-        concurrency: this.#o.concurrency,
-        logger: this.#o.logger,
-        retry: this.#o.retry,
-        onProgress: this.#o.onProgress,
-        fence: this.#o.fence,
         writesAfter: cover.writesAfter,
         rewrite,
+        prior,
       },
       commitId,
       cover.carry ?? [],
@@ -398,6 +389,64 @@ export class Exporter {
   /** Which round a path is exported in. */
   roundOf(path: string): number {
     return this.#rounds.of(path);
+  }
+
+  /** Whether exports can be split into work items: not while Iceberg tables are rewritten. */
+  get splittable(): boolean {
+    return !this.#icebergRewrite;
+  }
+
+  /** Whether a part of a split export leaves `task` to the export's owner (see runPart). */
+  defers(task: ExportTask, deferDeletes: boolean): boolean {
+    if (task.op === "delete") return deferDeletes || this.#deletesLast || this.#rounds.of(task.path) !== 0;
+    return this.#rounds.of(task.path) !== 0;
+  }
+
+  /**
+   * One part of a split export of `commitId`: writes round 0 of `tasks` with this exporter's
+   * copier, fence and rules, and hands the rest (see `defers`) to `defer`. No status file.
+   */
+  runPart(
+    commitId: string,
+    tasks: AsyncIterable<ExportTask>,
+    part: { defer: (task: ExportTask) => void; deferDeletes: boolean },
+    signal?: AbortSignal,
+  ): Promise<PartsDone> {
+    this.#copier.prepare(signal);
+    return new ExportRun(this.#runOptions({ part }), commitId, [], signal).runPart(tasks);
+  }
+
+  /**
+   * The last run of a split export, by its owner: the tasks the parts left (later rounds,
+   * deferred deletes), then the status file, which counts what the parts did (`prior`).
+   */
+  finishParts(
+    commitId: string,
+    fromCommitIds: string[],
+    tasks: AsyncIterable<ExportTask>,
+    prior: PartsDone,
+    signal?: AbortSignal,
+  ): Promise<ExportResult> {
+    return this.#run(commitId, fromCommitIds, tasks, {}, signal, undefined, prior);
+  }
+
+  #runOptions(extra: { part?: ConstructorParameters<typeof ExportRun>[0]["part"] }) {
+    return {
+      lakefs: this.#o.lakefs,
+      repository: this.#o.repository,
+      destination: this.#o.destination,
+      copier: this.#copier,
+      rounds: this.#rounds,
+      deletesLast: this.#deletesLast,
+      deferredInMemory: this.#o.deferredInMemory,
+      spillDirectory: this.#o.spillDirectory,
+      concurrency: this.#o.concurrency,
+      logger: this.#o.logger,
+      retry: this.#o.retry,
+      onProgress: this.#o.onProgress,
+      fence: this.#o.fence,
+      ...extra,
+    };
   }
 }
 

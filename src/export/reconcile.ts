@@ -170,6 +170,14 @@ export class Reconciliation {
   }
 
   /**
+   * Throws DestinationOverlapError when another lane's records lie below the root: the check a
+   * split export's owner makes over the whole destination before any worker writes.
+   */
+  async checkBelow(): Promise<void> {
+    await this.#firstPass(false);
+  }
+
+  /**
    * Before anything is written: another lane's records below the root, and (when `guarded`)
    * whether the deletes this export would make are too many (the reason, or undefined). The
    * guard decides first because a refused export that copied would raise the number of keys

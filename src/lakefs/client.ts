@@ -94,6 +94,7 @@ export class LakefsClient {
     left: string,
     right: string,
     signal?: AbortSignal,
+    after = "",
   ): AsyncGenerator<DiffEntry[]> {
     return this.#http.pages<DiffEntry>(
       `/repositories/${seg(repo)}/refs/${seg(left)}/diff/${seg(right)}`,
@@ -101,22 +102,52 @@ export class LakefsClient {
         query: { type: "two_dot" },
         notFound: "ref",
         signal,
+        after,
       },
     );
   }
 
-  /** Every object of `ref` under `prefix`, with physical address, size, content type and metadata. */
+  /**
+   * Every object of `ref` under `prefix` (after `after`, when given), with physical address,
+   * size, content type and metadata.
+   */
   listObjects(
     repo: string,
     ref: string,
     prefix = "",
     signal?: AbortSignal,
+    after = "",
   ): AsyncGenerator<ObjectStats[]> {
     return this.#http.pages<ObjectStats>(`/repositories/${seg(repo)}/refs/${seg(ref)}/objects/ls`, {
       query: { prefix: prefix || undefined, user_metadata: true },
       notFound: "ref",
       signal,
+      after,
     });
+  }
+
+  /**
+   * One level of `ref` under `prefix`, split at `delimiter`: objects directly below it and the
+   * common prefixes of the rest, at most `amount` entries after `after`, with whether more
+   * follow. For dividing a commit's key space without listing every object.
+   */
+  async listLevel(
+    repo: string,
+    ref: string,
+    prefix: string,
+    delimiter: string,
+    amount: number,
+    signal?: AbortSignal,
+  ): Promise<{ results: ObjectStats[]; hasMore: boolean }> {
+    const page = await this.#http.json<Page<ObjectStats>>(
+      `/repositories/${seg(repo)}/refs/${seg(ref)}/objects/ls`,
+      {
+        query: { prefix: prefix || undefined, delimiter, amount },
+        notFound: "ref",
+        signal,
+      },
+    );
+    return { results: page.results, hasMore: page.pagination.has_more };
   }
 
   /**

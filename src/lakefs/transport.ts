@@ -129,8 +129,9 @@ export class LakefsTransport {
     await this.#agent.close();
   }
 
-  async *pages<T>(path: string, options: CallOptions): AsyncGenerator<T[]> {
-    let after = "";
+  /** Every page of a listing, from the first path after `options.after` (default: the first). */
+  async *pages<T>(path: string, options: CallOptions & { after?: string }): AsyncGenerator<T[]> {
+    let after = options.after ?? "";
     for (;;) {
       const page = await this.json<Page<T>>(path, {
         ...options,

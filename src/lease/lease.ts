@@ -22,6 +22,11 @@ export interface LeaseRecord {
   /** Nobody else takes it over before this instant (by their clock). */
   expiresAt: string;
   renewedAt: string;
+  /**
+   * Split exports this holder runs now (see the work items): a worker writes for one only
+   * while the lease of its epoch names it.
+   */
+  runs?: string[];
 }
 
 export interface LeaseOptions {
@@ -68,6 +73,8 @@ export class Lease {
   #writtenAt = 0;
   /** Bumped whenever the lease is forgotten: a write begun before that never brings it back. */
   #generation = 0;
+  /** The split exports open under this lease, written into every record (see openRun). */
+  #runs: string[] = [];
 
   constructor(options: LeaseOptions) {
     this.#o = options;
@@ -228,12 +235,42 @@ export class Lease {
     }
   }
 
-  /** Hands the lease over at once (marks it expired) if this process holds it. */
+  /**
+   * Names a split export in the lease (renewing it at once): workers write for `run` only
+   * while the lease they read names it, under this epoch.
+   */
+  async openRun(run: string, signal?: AbortSignal): Promise<void> {
+    if (!this.#runs.includes(run)) this.#runs = [...this.#runs, run];
+    await this.renew(signal);
+  }
+
+  /**
+   * Takes a split export out of the lease (renewing it at once). A worker trusts a lease it
+   * read for a bounded time; once that has passed after this returns, none writes for `run`.
+   */
+  async closeRun(run: string, signal?: AbortSignal): Promise<void> {
+    this.#runs = this.#runs.filter((r) => r !== run);
+    await this.renew(signal);
+  }
+
+  /**
+   * Hands the lease over at once (marks it expired) if this process holds it. A lease that
+   * still names a split export is left to expire instead: its workers may be writing until
+   * then, and a new holder must not start before they stop.
+   */
   async release(signal?: AbortSignal): Promise<void> {
     const record = this.#record;
     const version = this.#version;
+    const runs = this.#runs;
     this.#forget();
     if (!record || version === undefined) return;
+    if (runs.length > 0) {
+      this.#o.logger.info(
+        { destination: this.#where(), runs },
+        "lease left to expire: split exports under it may still have workers writing",
+      );
+      return;
+    }
     const now = new Date(this.#now()).toISOString();
     const text = JSON.stringify({ ...record, expiresAt: now, renewedAt: now });
     await this.#o.dest.putConditional(LEASE_PATH, text, { ifVersion: version }, signal);
@@ -321,6 +358,7 @@ export class Lease {
       branch: this.#o.branch,
       expiresAt: new Date(now + this.#o.ttlMs).toISOString(),
       renewedAt: new Date(now).toISOString(),
+      ...(this.#runs.length > 0 ? { runs: [...this.#runs] } : {}),
     };
   }
 
@@ -345,6 +383,8 @@ export class Lease {
     this.#generation++;
     this.#record = undefined;
     this.#version = undefined;
+    // A run begun under a lease this process lost is over: its workers stopped at the deadline.
+    this.#runs = [];
   }
 
   #where(): string {

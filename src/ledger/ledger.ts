@@ -44,12 +44,25 @@ export interface Ledger {
   rebuilt?: string | null;
   /** The lease epoch of the writer (null or absent without leases). */
   epoch?: number | null;
+  /**
+   * The split export (work items, see src/work) the newest attempt runs, while it runs: a new
+   * owner that finds it unfinished for the same commit and cover resumes it, skipping the items
+   * whose records are there. Null or absent otherwise.
+   */
+  work?: SplitRun | null;
   /** Bumped by every write; a count of changes, not an order between copies (see LedgerStore). */
   seq: number;
   updatedAt: string;
 }
 
 export type PrefixState = "empty" | "owned" | "foreign";
+
+/** A split export in progress: its run, its commit and what it covers (a digest). */
+export interface SplitRun {
+  run: string;
+  commit: string;
+  key: string;
+}
 
 export interface FailedPath {
   path: string;
@@ -223,9 +236,12 @@ export function completeExport(
   result: { status: "SUCCESS" | "FAILURE"; unfinished: FailedPath[] | undefined },
   options: { now: Date; retried: boolean; backoffSeconds: (failures: number) => number },
 ): Ledger {
-  return result.status === "SUCCESS"
-    ? completeSuccess(ledger, target, options.now)
-    : completeFailure(ledger, target, result.unfinished, options);
+  const next =
+    result.status === "SUCCESS"
+      ? completeSuccess(ledger, target, options.now)
+      : completeFailure(ledger, target, result.unfinished, options);
+  // A split export that ended wrote its status file: nothing of it is left to resume.
+  return next.work ? { ...next, work: null } : next;
 }
 
 /** Back-off after `failures` failed exports in a row: doubling from `base`, at most `max`. */
