@@ -114,7 +114,10 @@ export class Daemon {
     const owns = (repository: string, branch: string) => this.#ownership.owns(repository, branch);
     const router = new MirrorRouter(config.mirrors, logger.child({ component: "router" }));
     this.#router = router;
-    const work = kafkaOn && config.kafka.workTopic !== "" && config.lease.enabled ? this.#work(config, logger) : undefined;
+    const work =
+      kafkaOn && config.kafka.workTopic !== "" && config.lease.enabled
+        ? this.#work(config, logger)
+        : undefined;
     this.#lanes = new LaneSync({
       work: work?.coordinator,
       lakefs: this.#clients.lakefs,

@@ -262,7 +262,9 @@ export class LaneSync {
     // destination's copy is the one a load trusts: the local copy need not wait for the disk.
     // It carries the lease epoch it is written under (see LedgerStore.load).
     const work = this.#d.work;
-    const at = ctx.lease ? { lane, dest: ctx.dest, exporter: ctx.exporter, lease: ctx.lease } : undefined;
+    const at = ctx.lease
+      ? { lane, dest: ctx.dest, exporter: ctx.exporter, lease: ctx.lease }
+      : undefined;
     const split: Split | undefined =
       work && at ? await work.prepare(at, ledger, plan, head, signal) : undefined;
     const attempt = {
@@ -297,7 +299,12 @@ export class LaneSync {
     let mode: Plan["kind"] = plan.kind;
     if (split && work && at) {
       log.info(
-        { run: split.run, kind: split.kind, resumed: split.resumed, reason: plan.kind === "reconcile" ? plan.reason : undefined },
+        {
+          run: split.run,
+          kind: split.kind,
+          resumed: split.resumed,
+          reason: plan.kind === "reconcile" ? plan.reason : undefined,
+        },
         "splitting the export into work items for the group",
       );
       result = await work.run(split, at, record, signal);

@@ -347,19 +347,20 @@ export class Exporter {
     // Where server-side copies may read is asked of lakeFS while the first page of tasks loads.
     this.#copier.prepare(signal);
     // Iceberg tables are planned from the paths the export copies before it writes anything.
-    const rewrite = this.#icebergRewrite && paths
-      ? await TableRewrite.plan(
-          {
-            lakefs: this.#o.lakefs,
-            repository: this.#o.repository,
-            commitId,
-            destination: this.#o.destination,
-            gatewayHosts: this.#o.gatewayHosts,
-            signal,
-          },
-          paths(),
-        )
-      : undefined;
+    const rewrite =
+      this.#icebergRewrite && paths
+        ? await TableRewrite.plan(
+            {
+              lakefs: this.#o.lakefs,
+              repository: this.#o.repository,
+              commitId,
+              destination: this.#o.destination,
+              gatewayHosts: this.#o.gatewayHosts,
+              signal,
+            },
+            paths(),
+          )
+        : undefined;
     const outcome = await new ExportRun(
       {
         ...this.#runOptions({}),
@@ -398,7 +399,8 @@ export class Exporter {
 
   /** Whether a part of a split export leaves `task` to the export's owner (see runPart). */
   defers(task: ExportTask, deferDeletes: boolean): boolean {
-    if (task.op === "delete") return deferDeletes || this.#deletesLast || this.#rounds.of(task.path) !== 0;
+    if (task.op === "delete")
+      return deferDeletes || this.#deletesLast || this.#rounds.of(task.path) !== 0;
     return this.#rounds.of(task.path) !== 0;
   }
 

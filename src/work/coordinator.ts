@@ -92,7 +92,10 @@ export class Coordinator {
       // A commit to diff from that lakeFS no longer has, say: the export in one process
       // finds it again and knows what to do.
       if (signal.aborted) throw err;
-      this.#d.logger.warn({ ...at.lane, err: errorMessage(err) }, "could not size the export; not splitting it");
+      this.#d.logger.warn(
+        { ...at.lane, err: errorMessage(err) },
+        "could not size the export; not splitting it",
+      );
       return undefined;
     }
   }
@@ -135,7 +138,9 @@ export class Coordinator {
       .digest("hex")
       .slice(0, 16);
     const resumed = ledger.work?.commit === head && ledger.work.key === key;
-    const run = resumed ? ledger.work!.run : `${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
+    const run = resumed
+      ? ledger.work!.run
+      : `${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`;
     return { run, key, kind, from, retry, head, resumed };
   }
 
@@ -188,14 +193,22 @@ export class Coordinator {
     const issue = async (items: WorkItem[]) => {
       for (const i of items) {
         const p = pending.get(i.id);
-        pending.set(i.id, { item: i, issuedAt: Date.now(), issues: (p?.issues ?? 0) + 1, local: false });
+        pending.set(i.id, {
+          item: i,
+          issuedAt: Date.now(),
+          issues: (p?.issues ?? 0) + 1,
+          local: false,
+        });
       }
       if (kafkaAway) return toLocal(items);
       try {
         await this.#d.queue.issue(items);
       } catch (err) {
         kafkaAway = true;
-        log.warn({ err: errorMessage(err) }, "Kafka does not take work items; the owner does them itself");
+        log.warn(
+          { err: errorMessage(err) },
+          "Kafka does not take work items; the owner does them itself",
+        );
         toLocal(items);
       }
     };
@@ -209,7 +222,13 @@ export class Coordinator {
       }
     };
     // Resuming: what earlier owners' workers finished stays done (same commit, same cover).
-    if (split.resumed) this.#absorb(await readRecords(at.dest, split.run, done, signal), done, pending, () => undefined);
+    if (split.resumed)
+      this.#absorb(
+        await readRecords(at.dest, split.run, done, signal),
+        done,
+        pending,
+        () => undefined,
+      );
     const roots0 = roots.map(item).filter((i) => !done.has(i.id));
     await issue([...roots0, ...this.#orphans(done, pending, item)]);
     log.info(
@@ -221,16 +240,23 @@ export class Coordinator {
       while (!signal.aborted && (pending.size > 0 || local.length > 0)) {
         const next = local.shift();
         if (!next) {
-          await sleep(Math.min(config.work.pollMs, 200), undefined, { signal }).catch(() => undefined);
+          await sleep(Math.min(config.work.pollMs, 200), undefined, { signal }).catch(
+            () => undefined,
+          );
           continue;
         }
         if (done.has(next.id)) continue;
         try {
           // Its hand-ons come back here: Kafka may be the reason it runs here.
-          await this.#d.worker.run(next, async (child) => {
-            pending.set(child.id, { item: child, issuedAt: Date.now(), issues: 1, local: true });
-            local.push(child);
-          }, signal);
+          await this.#d.worker.run(
+            next,
+            (child) => {
+              pending.set(child.id, { item: child, issuedAt: Date.now(), issues: 1, local: true });
+              local.push(child);
+              return Promise.resolve();
+            },
+            signal,
+          );
         } catch (err) {
           if (signal.aborted) break;
           failed.set(next.id, errorMessage(err));
@@ -258,7 +284,8 @@ export class Coordinator {
           done.set(id, failedRecord(p.item, failed.get(id)!, this.#d.owner()));
           continue;
         }
-        if (p.local || Date.now() - p.issuedAt < timeoutMs || again.some((a) => a.id === id)) continue;
+        if (p.local || Date.now() - p.issuedAt < timeoutMs || again.some((a) => a.id === id))
+          continue;
         if (p.issues >= config.work.maxItemAttempts) toLocal([p.item]);
         else again.push({ ...p.item, attempt: p.item.attempt + 1 });
       }
@@ -351,7 +378,8 @@ export class Coordinator {
 
   async #clean(at: SplitLane, run: string, signal: AbortSignal): Promise<void> {
     const paths: string[] = [];
-    for await (const page of at.dest.list(runPrefix(run), signal)) for (const o of page) paths.push(o.path);
+    for await (const page of at.dest.list(runPrefix(run), signal))
+      for (const o of page) paths.push(o.path);
     const batch = at.dest.capabilities.maxDeleteBatch;
     for (let i = 0; i < paths.length; i += batch) {
       at.lease.assertHeld();
@@ -387,9 +415,11 @@ export function summed(records: readonly ItemRecord[]): PartsDone {
   const failures: string[] = [];
   let undone: FailedPath[] | undefined = [];
   for (const r of records) {
-    for (const k of Object.keys(progress) as (keyof typeof progress)[]) progress[k] += r.progress[k];
+    for (const k of Object.keys(progress) as (keyof typeof progress)[])
+      progress[k] += r.progress[k];
     failures.push(...r.failures);
-    if (r.undone === null || !undone || undone.length + r.undone.length > MAX_FAILED) undone = undefined;
+    if (r.undone === null || !undone || undone.length + r.undone.length > MAX_FAILED)
+      undone = undefined;
     else undone.push(...r.undone);
   }
   return { progress, failures, undone };

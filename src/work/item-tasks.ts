@@ -39,7 +39,12 @@ export async function* clip<T>(
 }
 
 /** The commit's objects inside `range`, a page at a time. */
-export function commitListing(src: ItemSource, commit: string, range: KeyRange, signal?: AbortSignal) {
+export function commitListing(
+  src: ItemSource,
+  commit: string,
+  range: KeyRange,
+  signal?: AbortSignal,
+) {
   const pages = src.lakefs.listObjects(
     src.repository,
     commit,
@@ -84,7 +89,10 @@ export function rangeTasks(
   const { lakefs, repository } = src;
   return withListedStats(
     coverTasks(lakefs, repository, item.from, item.commit, item.retry, signal, range),
-    { list: (after, amount) => lakefs.listObjectsAfter(repository, item.commit, after, amount, signal) },
+    {
+      list: (after, amount) =>
+        lakefs.listObjectsAfter(repository, item.commit, after, amount, signal),
+    },
   );
 }
 

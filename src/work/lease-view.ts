@@ -65,10 +65,13 @@ export class LeaseView {
     const tick = () => {
       this.refresh(signal)
         .catch(() => false)
-        .then((current) => {
-          if (current && !signal?.aborted && this.#timer !== undefined)
-            this.#timer = setTimeout(tick, Math.max(10, this.#o.viewMs / 2));
-        }, () => undefined);
+        .then(
+          (current) => {
+            if (current && !signal?.aborted && this.#timer !== undefined)
+              this.#timer = setTimeout(tick, Math.max(10, this.#o.viewMs / 2));
+          },
+          () => undefined,
+        );
     };
     this.#timer = setTimeout(tick, Math.max(10, this.#o.viewMs / 2));
   }

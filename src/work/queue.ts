@@ -80,7 +80,12 @@ export class WorkQueue {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`Kafka did not take ${items.length} work items within ${ISSUE_TIMEOUT_MS} ms`)),
+        () =>
+          reject(
+            new Error(
+              `Kafka did not take ${items.length} work items within ${ISSUE_TIMEOUT_MS} ms`,
+            ),
+          ),
         ISSUE_TIMEOUT_MS,
       );
     });

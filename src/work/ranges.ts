@@ -14,7 +14,9 @@ export interface KeyRange {
 export const WHOLE: KeyRange = { from: "", to: null };
 
 export function inRange(range: KeyRange, path: string): boolean {
-  return compareUtf8(path, range.from) >= 0 && (range.to === null || compareUtf8(path, range.to) < 0);
+  return (
+    compareUtf8(path, range.from) >= 0 && (range.to === null || compareUtf8(path, range.to) < 0)
+  );
 }
 
 /** Whether `path` lies past the range's end (a listing in order can stop there). */

@@ -111,14 +111,19 @@ export class WorkWorker {
         },
         signal,
       );
-      await this.#record(dest, view, {
-        ...this.#base(item, own, children, handedOn),
-        progress: done.progress,
-        failures: done.failures,
-        undone: done.undone ?? null,
-        deferred,
-        error: null,
-      }, signal);
+      await this.#record(
+        dest,
+        view,
+        {
+          ...this.#base(item, own, children, handedOn),
+          progress: done.progress,
+          failures: done.failures,
+          undone: done.undone ?? null,
+          deferred,
+          error: null,
+        },
+        signal,
+      );
       return "recorded";
     } catch (err) {
       if (signal.aborted) throw err;
@@ -127,14 +132,19 @@ export class WorkWorker {
         return "stale";
       }
       log.warn({ err }, "work item failed");
-      await this.#record(dest, view, {
-        ...this.#base(item, own, children, handedOn),
-        progress: zero(),
-        failures: [],
-        undone: null,
-        deferred: null,
-        error: errorMessage(err),
-      }, signal).catch((e: unknown) => log.warn({ err: e }, "could not record a failed work item"));
+      await this.#record(
+        dest,
+        view,
+        {
+          ...this.#base(item, own, children, handedOn),
+          progress: zero(),
+          failures: [],
+          undone: null,
+          deferred: null,
+          error: errorMessage(err),
+        },
+        signal,
+      ).catch((e: unknown) => log.warn({ err: e }, "could not record a failed work item"));
       return "recorded";
     } finally {
       view.close();
@@ -162,7 +172,12 @@ export class WorkWorker {
         view.assertCurrent();
         return dest.putText(recordPath(record.run, record.id), JSON.stringify(record), signal);
       },
-      { operation: "write a work record", signal, logger: this.#d.logger, policy: this.#d.config.retry },
+      {
+        operation: "write a work record",
+        signal,
+        logger: this.#d.logger,
+        policy: this.#d.config.retry,
+      },
     );
   }
 }

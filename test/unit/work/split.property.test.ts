@@ -15,7 +15,23 @@ const sorted = (paths: Iterable<string>) => [...new Set(paths)].sort(byBytes);
 
 /** Hostile segments: non-padded numbers, prefixes of one another, unicode, %, +, spaces. */
 const segment = fc.oneof(
-  fc.constantFrom("a", "a.", "a0", "ab", "1", "10", "2", "%2F", "+", " ", "é", "😀", "\uffff", "\ue000", "_SUCCESS"),
+  fc.constantFrom(
+    "a",
+    "a.",
+    "a0",
+    "ab",
+    "1",
+    "10",
+    "2",
+    "%2F",
+    "+",
+    " ",
+    "é",
+    "😀",
+    "\uffff",
+    "\ue000",
+    "_SUCCESS",
+  ),
   fc.nat({ max: 120 }).map(String),
   fc.string({ unit: "grapheme", minLength: 1, maxLength: 3 }).filter((s) => !s.includes("/")),
 );
@@ -52,7 +68,11 @@ function assertPartition(ranges: readonly KeyRange[], keys: readonly string[]) {
     assert.ok(byBytes(ranges[i - 1]!.from, ranges[i]!.from) < 0, "ranges ascend");
   }
   for (const k of keys)
-    assert.equal(ranges.filter((r) => inRange(r, k)).length, 1, `${JSON.stringify(k)} in one range`);
+    assert.equal(
+      ranges.filter((r) => inRange(r, k)).length,
+      1,
+      `${JSON.stringify(k)} in one range`,
+    );
 }
 
 describe("split export planning (properties)", () => {
@@ -118,6 +138,7 @@ describe("split export planning (properties)", () => {
           fc.pre(to === null || byBytes(from, to) < 0);
           const range = { from, to };
           async function* pages() {
+            await Promise.resolve();
             let i = 0;
             for (let p = 0; i < keys.length; p++) {
               // Empty pages come between, but every other page moves on.
@@ -128,7 +149,10 @@ describe("split export planning (properties)", () => {
           }
           const got: string[] = [];
           for await (const page of clip(pages(), range, (k) => k)) got.push(...page);
-          assert.deepEqual(got, keys.filter((k) => inRange(range, k)));
+          assert.deepEqual(
+            got,
+            keys.filter((k) => inRange(range, k)),
+          );
         },
       ),
     );
@@ -148,18 +172,34 @@ describe("split export planning (properties)", () => {
     });
     const record = fc.record({
       progress,
-      undone: fc.option(fc.array(path.map((p) => ({ path: p, reason: "x" })), { maxLength: 3 }), {
-        nil: null,
-      }),
+      undone: fc.option(
+        fc.array(
+          path.map((p) => ({ path: p, reason: "x" })),
+          { maxLength: 3 },
+        ),
+        {
+          nil: null,
+        },
+      ),
     });
     fc.assert(
       fc.property(fc.array(record, { maxLength: 8 }), (rs) => {
         const records = rs.map((r) => ({ ...r, failures: [] }) as unknown as ItemRecord);
         const sum = summed(records);
-        assert.equal(sum.progress.copied, rs.reduce((n, r) => n + r.progress.copied, 0));
-        assert.equal(sum.progress.failed, rs.reduce((n, r) => n + r.progress.failed, 0));
+        assert.equal(
+          sum.progress.copied,
+          rs.reduce((n, r) => n + r.progress.copied, 0),
+        );
+        assert.equal(
+          sum.progress.failed,
+          rs.reduce((n, r) => n + r.progress.failed, 0),
+        );
         if (rs.some((r) => r.undone === null)) assert.equal(sum.undone, undefined);
-        else assert.deepEqual(sum.undone, rs.flatMap((r) => r.undone ?? []));
+        else
+          assert.deepEqual(
+            sum.undone,
+            rs.flatMap((r) => r.undone ?? []),
+          );
       }),
     );
   });
