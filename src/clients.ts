@@ -16,6 +16,8 @@ export interface Clients {
   gateway: GatewayReader;
   /** A destination by URI (`s3://bucket/prefix/`); the backend's clients are shared. */
   destination(uri: string): Destination;
+  /** How many daemons share the group-wide write caps (export.maxRequestsPerSecond, …). */
+  shareCapsWith?(members: () => number): void;
   close(): Promise<void>;
 }
 
@@ -113,6 +115,7 @@ export function createClients(config: Config, logger: Logger): Clients {
     lakefs,
     gateway: lakefsGateway(gateway),
     destination: (uri) => destinations.open(uri),
+    shareCapsWith: (members) => destinations.shareCapsWith(members),
     async close() {
       gateway.destroy();
       await destinations.close();

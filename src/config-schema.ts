@@ -60,6 +60,8 @@ export interface Config {
   export: {
     concurrency: number;
     adaptiveConcurrency: boolean;
+    maxRequestsPerSecond: number;
+    maxBytesPerSecond: number;
     copyMode: CopyMode;
     rounds: RoundPresetName | RoundRule[];
     deletesLast: boolean | null;
@@ -346,6 +348,16 @@ export const schema = {
       doc: "on throttling answers (SlowDown, 503, 429) a store gets fewer writes at once, growing back while they succeed",
       format: Boolean,
       default: true,
+    },
+    maxRequestsPerSecond: {
+      doc: "most object writes, copies and delete batches per second to one store, for the group as a whole (each daemon takes its share); 0: no cap",
+      format: "nat",
+      default: 0,
+    },
+    maxBytesPerSecond: {
+      doc: "most bytes per second written or copied to one store, for the group as a whole (each daemon takes its share); 0: no cap",
+      format: "nat",
+      default: 0,
     },
     copyMode: {
       doc: "auto | server-side | stream",

@@ -356,6 +356,8 @@ export class Daemon {
       }
     });
     this.#workQueue = queue;
+    // The group's write caps are shared by the daemons of the work group.
+    this.#clients.shareCapsWith?.(() => queue.members);
     const coordinator = new Coordinator({
       lakefs: this.#clients.lakefs,
       config,

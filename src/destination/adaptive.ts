@@ -1,6 +1,7 @@
 import type { Readable } from "node:stream";
 import { DestinationError } from "../errors.ts";
 import type { AdaptiveLimit, RequestOutcome, Slot } from "./adaptive-limit.ts";
+import type { RateCap } from "./rate-cap.ts";
 import type {
   DeleteRefusal,
   Destination,
@@ -28,14 +29,24 @@ export function throttlingOutcome(err: unknown): RequestOutcome {
  * `writeSlot` gives an export's task its slot before it starts (before it reads the object
  * from lakeFS, so no body waits unread). Small state writes (the ledger, the lease, status
  * files) and reads neither wait nor count: a lease must renew however busy the store is.
+ * With a RateCap, the same bulk writes also wait for their share of the group's caps on
+ * requests and bytes per second (a multipart upload counts as one request of its size).
  */
 export class AdaptiveDestination implements Destination {
   readonly #d: Destination;
-  readonly #limit: AdaptiveLimit;
+  readonly #limit: AdaptiveLimit | undefined;
+  readonly #cap: RateCap | undefined;
 
-  constructor(inner: Destination, limit: AdaptiveLimit) {
+  constructor(inner: Destination, limit: AdaptiveLimit | undefined, cap?: RateCap) {
     this.#d = inner;
     this.#limit = limit;
+    this.#cap = cap;
+  }
+
+  /** A bulk write: after its share of the caps, paced and observed by the limit. */
+  async #bulk<T>(bytes: number, signal: AbortSignal | undefined, write: () => Promise<T>) {
+    await this.#cap?.take(bytes, signal);
+    return this.#limit ? this.#limit.observed(write, throttlingOutcome) : write();
   }
 
   get uri(): string {
@@ -55,15 +66,18 @@ export class AdaptiveDestination implements Destination {
     return this.#d.key(path);
   }
   at(prefix: string): Destination {
-    return new AdaptiveDestination(this.#d.at(prefix), this.#limit);
+    return new AdaptiveDestination(this.#d.at(prefix), this.#limit, this.#cap);
   }
 
   writeSlot(signal?: AbortSignal): Promise<Slot> {
-    return this.#limit.acquire(signal);
+    return this.#limit
+      ? this.#limit.acquire(signal)
+      : Promise.resolve({ release: () => undefined });
   }
 
   put(path: string, body: string | Uint8Array, meta: ObjectMeta, signal?: AbortSignal) {
-    return this.#limit.observed(() => this.#d.put(path, body, meta, signal), throttlingOutcome);
+    const bytes = typeof body === "string" ? Buffer.byteLength(body) : body.byteLength;
+    return this.#bulk(bytes, signal, () => this.#d.put(path, body, meta, signal));
   }
   putText(path: string, text: string, signal?: AbortSignal, contentType?: string) {
     return this.#d.putText(path, text, signal, contentType);
@@ -76,10 +90,7 @@ export class AdaptiveDestination implements Destination {
     signal?: AbortSignal,
     fence?: () => void,
   ) {
-    return this.#limit.observed(
-      () => this.#d.putStream(path, body, size, meta, signal, fence),
-      throttlingOutcome,
-    );
+    return this.#bulk(size, signal, () => this.#d.putStream(path, body, size, meta, signal, fence));
   }
   serverSideCopy(
     source: StorageAddress,
@@ -89,13 +100,12 @@ export class AdaptiveDestination implements Destination {
     signal?: AbortSignal,
     fence?: () => void,
   ) {
-    return this.#limit.observed(
-      () => this.#d.serverSideCopy(source, path, size, meta, signal, fence),
-      throttlingOutcome,
+    return this.#bulk(size, signal, () =>
+      this.#d.serverSideCopy(source, path, size, meta, signal, fence),
     );
   }
   deleteBatch(paths: string[], signal?: AbortSignal): Promise<DeleteRefusal[]> {
-    return this.#limit.observed(() => this.#d.deleteBatch(paths, signal), throttlingOutcome);
+    return this.#bulk(0, signal, () => this.#d.deleteBatch(paths, signal));
   }
   list(subPrefix?: string, signal?: AbortSignal): AsyncGenerator<ListedObject[]> {
     return this.#d.list(subPrefix, signal);

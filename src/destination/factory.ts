@@ -5,6 +5,7 @@ import { connectAzure } from "../azure/backend.ts";
 import { connectS3 } from "../s3/backend.ts";
 import { AdaptiveLimit } from "./adaptive-limit.ts";
 import { AdaptiveDestination } from "./adaptive.ts";
+import { RateCap } from "./rate-cap.ts";
 import type { Destination, StorageLocation } from "./destination.ts";
 import { parseLocation } from "./schemes.ts";
 
@@ -37,6 +38,9 @@ export class DestinationFactory {
   readonly #sessions = new Map<string, DestinationSession>();
   /** `scheme://container` → how many bulk writes it takes at once (export.adaptiveConcurrency). */
   readonly #limits = new Map<string, AdaptiveLimit>();
+  /** `scheme://container` → its share of the group's write caps. */
+  readonly #caps = new Map<string, RateCap>();
+  #members: () => number = () => 1;
 
   constructor(config: Config, logger: Logger, backends = BACKENDS) {
     this.#config = config;
@@ -55,8 +59,33 @@ export class DestinationFactory {
       this.#sessions.set(location.scheme, session);
     }
     const destination = session.open(location);
-    if (!this.#config.export.adaptiveConcurrency) return destination;
-    return new AdaptiveDestination(destination, this.#limitOf(location));
+    const { adaptiveConcurrency, maxRequestsPerSecond, maxBytesPerSecond } = this.#config.export;
+    const capped = maxRequestsPerSecond > 0 || maxBytesPerSecond > 0;
+    if (!adaptiveConcurrency && !capped) return destination;
+    return new AdaptiveDestination(
+      destination,
+      adaptiveConcurrency ? this.#limitOf(location) : undefined,
+      capped ? this.#capOf(location) : undefined,
+    );
+  }
+
+  /** The group-wide caps are shared by this many daemons from now on (at least 1). */
+  shareCapsWith(members: () => number): void {
+    this.#members = members;
+  }
+
+  #capOf(location: StorageLocation): RateCap {
+    const store = `${location.scheme}://${location.container}`;
+    let cap = this.#caps.get(store);
+    if (!cap) {
+      cap = new RateCap({
+        requestsPerSecond: this.#config.export.maxRequestsPerSecond,
+        bytesPerSecond: this.#config.export.maxBytesPerSecond,
+        share: () => this.#members(),
+      });
+      this.#caps.set(store, cap);
+    }
+    return cap;
   }
 
   #limitOf(location: StorageLocation): AdaptiveLimit {

@@ -93,7 +93,7 @@ export class Coordinator {
       // finds it again and knows what to do.
       if (signal.aborted) throw err;
       this.#d.logger.warn(
-        { ...at.lane, err: errorMessage(err) },
+        { repository: at.lane.repository, branch: at.lane.branch, err: errorMessage(err) },
         "could not size the export; not splitting it",
       );
       return undefined;
@@ -155,7 +155,11 @@ export class Coordinator {
     signal: AbortSignal,
   ): Promise<ExportResult> {
     const { config, lakefs } = this.#d;
-    const log = this.#d.logger.child({ ...at.lane, run: split.run });
+    const log = this.#d.logger.child({
+      repository: at.lane.repository,
+      branch: at.lane.branch,
+      run: split.run,
+    });
     const src = { lakefs, repository: at.lane.repository, dest: at.dest };
     if (split.kind === "reconcile")
       await reconciliation(src, split.head, WHOLE, at.lane, signal).checkBelow();

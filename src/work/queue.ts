@@ -25,6 +25,7 @@ export class WorkQueue {
   readonly #abort = new AbortController();
   #connected: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
+  #members = 1;
   readonly #handle: (item: WorkItem, signal: AbortSignal) => Promise<void>;
 
   constructor(
@@ -55,6 +56,30 @@ export class WorkQueue {
 
   get topic(): string {
     return this.#config.kafka.workTopic;
+  }
+
+  /** Daemons in the work group at its last join (1 before any): they share the write caps. */
+  get members(): number {
+    return this.#members;
+  }
+
+  /** Reads how many members the group has after a join; keeps the last count on failure. */
+  async #countMembers(): Promise<void> {
+    const admin = kafkaClient(this.#config.kafka, this.#logger).admin();
+    try {
+      await admin.connect();
+      const groupId = `${this.#config.kafka.groupId}.work`;
+      const { groups } = await admin.describeGroups([groupId]);
+      const n = groups.find((g) => g.groupId === groupId)?.members.length ?? 0;
+      if (n > 0 && n !== this.#members) {
+        this.#members = n;
+        this.#logger.info({ members: n }, "work group members: the write caps are shared by them");
+      }
+    } catch {
+      // The last count stands.
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
   }
 
   /** Starts consuming in the background; returns at once. */
@@ -130,12 +155,16 @@ export class WorkQueue {
     } finally {
       await admin.disconnect().catch(() => undefined);
     }
+    const { CRASH, STOP, GROUP_JOIN } = this.#consumer.events;
+    const removers: (() => void)[] = [];
     const stopped = new Promise<void>((resolve) => {
-      const { CRASH, STOP } = this.#consumer.events;
-      this.#consumer.on(CRASH, ({ payload }) => {
-        if (!payload.restart) resolve();
-      });
-      this.#consumer.on(STOP, () => resolve());
+      removers.push(
+        this.#consumer.on(CRASH, ({ payload }) => {
+          if (!payload.restart) resolve();
+        }),
+        this.#consumer.on(STOP, () => resolve()),
+        this.#consumer.on(GROUP_JOIN, () => void this.#countMembers()),
+      );
       signal.addEventListener("abort", () => resolve(), { once: true });
     });
     await this.#consumer.connect();
@@ -156,6 +185,8 @@ export class WorkQueue {
         await this.#handle(item, signal);
       },
     });
-    await stopped;
+    await stopped.finally(() => {
+      for (const remove of removers) remove();
+    });
   }
 }

@@ -71,6 +71,7 @@ export class WorkWorker {
     if (before !== undefined && parseRecord(before, dest.describe(path)).error === null)
       return "skipped";
     view.keep(signal);
+    log.info({ range: item.range, attempt: item.attempt }, "work item started");
     const src = { lakefs: this.#d.lakefs, repository: item.repository, dest };
     let own: KeyRange = item.range;
     const children: KeyRange[] = [];

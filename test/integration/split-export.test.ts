@@ -4,7 +4,8 @@ import { daemonAddress, sleep, tail } from "../helpers/crash.ts";
 import { spawnDaemon, waitFor, waitForExported, writeDaemonConfig } from "../helpers/daemon.ts";
 import type { DaemonProcess } from "../helpers/daemon.ts";
 import { daemonStatus } from "../helpers/group.ts";
-import { assertMirrorEqual, gatewayPut, listKeys, statusKeys } from "../helpers/mirror.ts";
+import { startScriptedProxy } from "../helpers/scripted-proxy.ts";
+import { assertMirrorEqual, gatewayPut, listKeys, readKey, statusKeys } from "../helpers/mirror.ts";
 import type { SeedObject } from "../helpers/mirror.ts";
 import { connectStack, createBucket, createRepo, uniqueName } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
@@ -58,6 +59,7 @@ describe("one lane's big export shared by the consumer group (work items)", () =
     bucket: string,
     topics: { topic: string; group: string; work: string },
     brokers?: string,
+    env: Record<string, string> = {},
   ) {
     const { file } = writeDaemonConfig(stack, {
       mirrors: [{ repository: repo, branches: ["*"], destination: `s3://${bucket}/{branch}/` }],
@@ -83,7 +85,7 @@ describe("one lane's big export shared by the consumer group (work items)", () =
         },
       },
     });
-    const d = spawnDaemon(stack, file);
+    const d = spawnDaemon(stack, file, env);
     daemons.push(d);
     return d;
   }
@@ -198,5 +200,137 @@ describe("one lane's big export shared by the consumer group (work items)", () =
     const [line] = splitLines(d.output());
     assert.equal(line?.status, "SUCCESS", tail(d.output()));
     assert.equal(line?.workers.length, 1);
+  });
+
+  it("a poison item (its range never lists) ends in the FAILURE file, and later rounds wait", async () => {
+    const repo = await createRepo(stack, "splitpoison");
+    const bucket = await createBucket(stack, "splitpoison");
+    const poisoned = "tables/t3";
+    // lakeFS refuses every listing or diff of the poisoned range, whoever asks, for ever.
+    const lakefs = await startScriptedProxy(stack.env.LAKEFS_ENDPOINT, (_method, path) => {
+      const after = new URL(path, "http://x").searchParams.get("after") ?? "";
+      return after.startsWith(poisoned)
+        ? { refuse: { status: 403, body: '{"message":"listing refused by the test"}' } }
+        : undefined;
+    });
+    try {
+      const topics = {
+        topic: uniqueName("commits"),
+        group: uniqueName("g"),
+        work: uniqueName("work"),
+      };
+      const d = start(repo, bucket, topics, undefined, { LAKEFS_ENDPOINT: lakefs.url });
+      const url = await daemonAddress(d);
+      await waitFor(
+        "the daemon in the group",
+        async () => (await daemonStatus(url)).kafka === "running",
+      );
+      await waitForExported(
+        url,
+        repo,
+        "main",
+        (await stack.lakefs.getBranch(repo, "main")).commit_id,
+      );
+      const head = await commitMany(stack, repo, "main", tableObjects(600, "poison"));
+      const failure = await waitFor(
+        "a FAILURE status file",
+        async () =>
+          statusKeys([...(await listKeys(stack, bucket, "main/")).keys()]).find(
+            (k) => k.includes(head) && k.endsWith("_FAILURE"),
+          ),
+        180_000,
+      ).catch((err: unknown) => {
+        throw new Error(`${String(err)}\n${tail(d.output(), 60)}`);
+      });
+      const text = (await readKey(stack, bucket, `main/${failure}`)).toString("utf8");
+      assert.match(
+        text,
+        /work item \["tables\/t3\/", "tables\/t4\/"\): .*listing refused by the test/,
+      );
+      const keys = [...(await listKeys(stack, bucket, "main/")).keys()];
+      // Every other range was written; no marker of a later round was.
+      assert.ok(keys.includes("tables/t0/part=0/f-0.csv"), keys.slice(0, 20).join("\n"));
+      assert.ok(!keys.some((k) => k.startsWith(`${poisoned}/`)));
+      assert.deepEqual(
+        keys.filter((k) => k.endsWith("/_SUCCESS")),
+        [],
+      );
+      // Issued a bounded number of times, then tried by the owner, then given up.
+      const issuedAgain = d
+        .output()
+        .split("\n")
+        .filter((l) => l.includes("work items issued again"));
+      assert.ok(issuedAgain.length <= 3, `${issuedAgain.length} reissues`);
+    } finally {
+      await lakefs.close();
+    }
+  });
+
+  it("a frozen worker that wakes after newer SUCCESSes writes nothing", async () => {
+    const repo = await createRepo(stack, "splitfrozen");
+    const bucket = await createBucket(stack, "splitfrozen");
+    const topics = {
+      topic: uniqueName("commits"),
+      group: uniqueName("g"),
+      work: uniqueName("work"),
+    };
+    // Each daemon writes through a proxy of its own; the worker's is made slow once the lane's
+    // owner is known, so that the worker is mid-item when it freezes.
+    const links = await Promise.all(
+      [0, 1].map(() => startScriptedProxy(stack.env.AWS_ENDPOINT_URL, () => undefined)),
+    );
+    try {
+      const ds = links.map((l) =>
+        start(repo, bucket, topics, undefined, { AWS_ENDPOINT_URL: l.url }),
+      );
+      const urls = await Promise.all(ds.map((d) => daemonAddress(d)));
+      const empty = (await stack.lakefs.getBranch(repo, "main")).commit_id;
+      const ownerAt = await waitFor(
+        "the lane's first export",
+        async () => {
+          for (const [i, u] of urls.entries()) {
+            const s = await daemonStatus(u);
+            if (s.lanes.some((l) => l.branch === "main" && l.lastSuccessCommit === empty))
+              return i + 1;
+          }
+          return undefined;
+        },
+        60_000,
+      );
+      const owner = ds[ownerAt - 1]!;
+      const worker = ds[2 - ownerAt]!;
+      const ownerUrl = urls[ownerAt - 1]!;
+      links[2 - ownerAt]!.setScript((method) => (method === "PUT" ? { delayMs: 150 } : undefined));
+      await waitFor(
+        "both daemons in the group",
+        async () => {
+          const s = await Promise.all(urls.map(daemonStatus));
+          return s.reduce((n, x) => n + x.kafkaPartitions.length, 0) === 4;
+        },
+        60_000,
+      );
+      await sleep(4_000);
+      const one = await commitMany(stack, repo, "main", tableObjects(900, "one"));
+      await waitFor(
+        "the worker to start an item",
+        () => Promise.resolve(worker.output().includes("work item started")),
+        120_000,
+      );
+      await sleep(500);
+      worker.child.kill("SIGSTOP");
+      await waitForExported(ownerUrl, repo, "main", one, 180_000);
+      // A newer commit rewrites every object, and is exported while the worker is still frozen.
+      const two = await commitMany(stack, repo, "main", tableObjects(900, "two"));
+      await waitForExported(ownerUrl, repo, "main", two, 180_000);
+      await assertMirrorEqual(stack, repo, two, bucket, "main/");
+      worker.child.kill("SIGCONT");
+      // Awake, it finds its run over and stops: nothing of the first commit lands.
+      await sleep(8_000);
+      await assertMirrorEqual(stack, repo, two, bucket, "main/");
+      assert.match(worker.output(), /work item stopped: its run or epoch is over/);
+      assert.ok(splitLines(owner.output()).every((l) => l.status === "SUCCESS"));
+    } finally {
+      await Promise.all(links.map((l) => l.close()));
+    }
   });
 });
