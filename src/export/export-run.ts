@@ -196,6 +196,10 @@ export class ExportRun {
       }
       await this.#pool.drain();
       await this.#flushDeletes();
+      await this.#pool.drain();
+      // Retried paths found gone from the commit, with deletes last: the owner deletes them.
+      for (const path of this.#lateDeletes) part.defer({ op: "delete", path });
+      this.#lateDeletes = [];
     } finally {
       await this.#pool.drain();
     }

@@ -13,7 +13,7 @@ import type { Lease } from "../lease/lease.ts";
 import type { LaneName } from "../ledger/lane-records.ts";
 import { MAX_FAILED } from "../ledger/ledger.ts";
 import type { FailedPath, Ledger, Plan } from "../ledger/ledger.ts";
-import { readRecords, runPrefix } from "./items.ts";
+import { readRecords, recordPath, runPrefix } from "./items.ts";
 import type { ItemRecord, WorkItem } from "./items.ts";
 import { rangeTasks, reconciliation } from "./item-tasks.ts";
 import { WHOLE, describeRange, inRange, itemId } from "./ranges.ts";
@@ -165,6 +165,27 @@ export class Coordinator {
       await reconciliation(src, split.head, WHOLE, at.lane, signal).checkBelow();
     await recorded();
     await at.lease.openRun(split.run, signal);
+    try {
+      return await this.#runOpen(split, at, src, log, signal);
+    } catch (err) {
+      // A shutdown leaves the run named, so that the lease expires rather than being handed over
+      // while workers may write. Any other end closes it: its items must not outlive it.
+      if (!signal.aborted) {
+        await at.lease.closeRun(split.run, signal).catch(() => undefined);
+        await sleep(config.work.leaseViewMs);
+      }
+      throw err;
+    }
+  }
+
+  async #runOpen(
+    split: Split,
+    at: SplitLane,
+    src: Parameters<typeof rangeTasks>[0],
+    log: Logger,
+    signal: AbortSignal,
+  ): Promise<ExportResult> {
+    const { config, lakefs } = this.#d;
     const epoch = at.lease.epoch!;
     const started = Date.now();
     const roots = await initialRanges(
@@ -216,12 +237,15 @@ export class Coordinator {
         toLocal(items);
       }
     };
+    const localTries = new Map<string, number>();
     const toLocal = (items: WorkItem[]) => {
       for (const i of items) {
         const p = pending.get(i.id);
         if (p && !p.local) {
           p.local = true;
-          local.push(i);
+          // A new attempt: error records of earlier ones say nothing of this one.
+          p.item = { ...p.item, attempt: p.item.attempt + 1 };
+          local.push(p.item);
         }
       }
     };
@@ -250,9 +274,11 @@ export class Coordinator {
           continue;
         }
         if (done.has(next.id)) continue;
+        const tries = (localTries.get(next.id) ?? 0) + 1;
+        localTries.set(next.id, tries);
         try {
           // Its hand-ons come back here: Kafka may be the reason it runs here.
-          await this.#d.worker.run(
+          const outcome = await this.#d.worker.run(
             next,
             (child) => {
               pending.set(child.id, { item: child, issuedAt: Date.now(), issues: 1, local: true });
@@ -261,6 +287,15 @@ export class Coordinator {
             },
             signal,
           );
+          // No record (this process's view of its own lease lapsed, or the record could not be
+          // written): tried again, then a failure, never waited for in vain.
+          if (
+            outcome === "stale" ||
+            (await at.dest.getText(recordPath(next.run, next.id), signal)) === undefined
+          ) {
+            if (tries < config.work.maxItemAttempts) local.push(next);
+            else failed.set(next.id, `no record after ${tries} tries here (${outcome})`);
+          }
         } catch (err) {
           if (signal.aborted) break;
           failed.set(next.id, errorMessage(err));
@@ -275,7 +310,7 @@ export class Coordinator {
       const again: WorkItem[] = [];
       this.#absorb(records, done, pending, (p, record) => {
         // A failed record of the item's latest issue: issue it again, or do it here.
-        if (record.attempt < p.item.attempt) return;
+        if (record.epoch !== epoch || record.attempt !== p.item.attempt) return;
         if (p.local) failed.set(p.item.id, record.error ?? "failed");
         else if (p.issues >= config.work.maxItemAttempts) toLocal([p.item]);
         else again.push({ ...p.item, attempt: p.item.attempt + 1 });
