@@ -285,7 +285,10 @@ export class Lease {
     if (current) {
       previous = parseLease(current.text);
       const expires = previous ? Date.parse(previous.expiresAt) : 0;
-      if (previous && previous.owner !== this.#o.owner && expires > this.#now()) {
+      // A lease that names split runs is waited out even by its own owner (restarted under
+      // the same name): their workers may write until it expires.
+      const runsOpen = (previous?.runs ?? []).length > 0;
+      if (previous && (previous.owner !== this.#o.owner || runsOpen) && expires > this.#now()) {
         throw new LeaseHeldError(
           `${this.#where()} is leased by ${previous.owner} until ${previous.expiresAt}`,
           previous.owner,

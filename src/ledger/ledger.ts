@@ -189,8 +189,9 @@ export function markRebuilt(ledger: Ledger, why: string): Ledger {
 
 /** Recorded before an export to `target` writes anything. */
 export function beginAttempt(ledger: Ledger, target: string, now: Date): Ledger {
-  if (ledger.attempts.includes(target)) return touch(ledger, {}, now);
-  return touch(ledger, { attempts: [...ledger.attempts, target] }, now);
+  // A split run is the daemon's to name (see LaneSync); any other attempt ends the last one.
+  if (ledger.attempts.includes(target)) return touch(ledger, { work: null }, now);
+  return touch(ledger, { attempts: [...ledger.attempts, target], work: null }, now);
 }
 
 /** After the SUCCESS status file for `target` is written. */

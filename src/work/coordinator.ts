@@ -121,6 +121,8 @@ export class Coordinator {
       if (!(await more(flatten(lakefs.listObjects(repo, head, "", signal)), splitAbove)))
         return undefined;
     } else {
+      // Paths still backing off stay failed only through the run's carry: not split then.
+      if (plan.carry.length > 0) return undefined;
       kind = "cover";
       from = [...new Set(plan.from)].filter((c) => c !== head);
       retry = plan.retry;
@@ -281,6 +283,8 @@ export class Coordinator {
           const outcome = await this.#d.worker.run(
             next,
             (child) => {
+              // Done already (handed on by an earlier attempt): nothing to wait for.
+              if (done.has(child.id)) return Promise.resolve();
               pending.set(child.id, { item: child, issuedAt: Date.now(), issues: 1, local: true });
               local.push(child);
               return Promise.resolve();
@@ -316,6 +320,7 @@ export class Coordinator {
         else again.push({ ...p.item, attempt: p.item.attempt + 1 });
       });
       for (const o of this.#orphans(done, pending, item)) again.push(o);
+      for (const id of done.keys()) pending.delete(id);
       for (const [id, p] of pending) {
         if (failed.has(id)) {
           // Done here and failed here too: its range goes into the FAILURE file.

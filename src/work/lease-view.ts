@@ -63,15 +63,17 @@ export class LeaseView {
   /** Reads the lease again whenever half a view has passed, until `close`. */
   keep(signal?: AbortSignal): void {
     const tick = () => {
-      this.refresh(signal)
-        .catch(() => false)
-        .then(
-          (current) => {
-            if (current && !signal?.aborted && this.#timer !== undefined)
-              this.#timer = setTimeout(tick, Math.max(10, this.#o.viewMs / 2));
-          },
-          () => undefined,
-        );
+      // A failed reading keeps the last one's trust and is tried again sooner.
+      this.refresh(signal).then(
+        (current) => {
+          if (current && !signal?.aborted && this.#timer !== undefined)
+            this.#timer = setTimeout(tick, Math.max(10, this.#o.viewMs / 2));
+        },
+        () => {
+          if (!signal?.aborted && this.#timer !== undefined)
+            this.#timer = setTimeout(tick, Math.max(10, this.#o.viewMs / 8));
+        },
+      );
     };
     this.#timer = setTimeout(tick, Math.max(10, this.#o.viewMs / 2));
   }
