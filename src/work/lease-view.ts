@@ -34,6 +34,23 @@ export class LeaseView {
   #stale: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #reading: Promise<boolean> | undefined;
+  readonly #lapse = new AbortController();
+  #lapseTimer: NodeJS.Timeout | undefined;
+
+  /** Aborted once the view lapses: requests in flight (and the SDK's own retries) stop then. */
+  get signal(): AbortSignal {
+    return this.#lapse.signal;
+  }
+
+  #arm(): void {
+    clearTimeout(this.#lapseTimer);
+    const ms = this.#validUntil - performance.now();
+    if (ms <= 0 || this.#stale) {
+      this.#lapse.abort(new LeaseLostError(this.#stale ?? "work item: the lease view lapsed"));
+      return;
+    }
+    this.#lapseTimer = setTimeout(() => this.#arm(), Math.ceil(ms));
+  }
 
   constructor(options: LeaseViewOptions) {
     this.#o = options;
@@ -79,6 +96,7 @@ export class LeaseView {
   }
 
   close(): void {
+    clearTimeout(this.#lapseTimer);
     clearTimeout(this.#timer);
     this.#timer = undefined;
   }
@@ -95,6 +113,7 @@ export class LeaseView {
         `work item of run ${run}: the lease ${record ? `is at epoch ${record.epoch}` : "is gone"}` +
         `${record && record.epoch === epoch ? " and no longer names the run" : ""}; not writing`;
       this.#validUntil = 0;
+      this.#arm();
       return false;
     }
     const expires = Date.parse(record.expiresAt);
@@ -104,6 +123,7 @@ export class LeaseView {
       this.#validUntil,
       sent + Math.min(this.#o.viewMs, Math.max(0, untilDeadline)),
     );
+    this.#arm();
     return true;
   }
 }

@@ -73,6 +73,8 @@ export class WorkWorker {
     view.keep(signal);
     log.info({ range: item.range, attempt: item.attempt }, "work item started");
     const src = { lakefs: this.#d.lakefs, repository: item.repository, dest };
+    // The copies run only while the view holds: a lapse aborts what is in flight.
+    const writing = AbortSignal.any([signal, view.signal]);
     let own: KeyRange = item.range;
     const children: KeyRange[] = [];
     let handedOn = true;
@@ -102,7 +104,7 @@ export class WorkWorker {
       const deferDeletes = item.kind === "reconcile";
       const done = await exporter.runPart(
         item.commit,
-        rangeTasks(src, item, own, signal),
+        rangeTasks(src, item, own, writing),
         {
           deferDeletes,
           defer: (task) => {
@@ -110,7 +112,7 @@ export class WorkWorker {
             else deferred = null;
           },
         },
-        signal,
+        writing,
       );
       await this.#record(
         dest,
@@ -128,7 +130,7 @@ export class WorkWorker {
       return "recorded";
     } catch (err) {
       if (signal.aborted) throw err;
-      if (err instanceof LeaseLostError || view.stale) {
+      if (err instanceof LeaseLostError || view.stale || view.signal.aborted) {
         log.info({ why: errorMessage(err) }, "work item stopped: its run or epoch is over");
         return "stale";
       }
