@@ -30,6 +30,7 @@ import {
   SUCCESS_TEXT,
 } from "./status-file.ts";
 import type { ExportStatus } from "./status-file.ts";
+import { addProgress, noProgress } from "./task.ts";
 import type { ExportProgress, ExportTask } from "./task.ts";
 
 export interface ExportRunOptions {
@@ -109,17 +110,7 @@ export class ExportRun {
   readonly #commitId: string;
   readonly #signal: AbortSignal | undefined;
   readonly #pool: TaskPool;
-  readonly #progress: ExportProgress = {
-    copied: 0,
-    deleted: 0,
-    bytes: 0,
-    bytesStreamed: 0,
-    failed: 0,
-    serverSideCopies: 0,
-    streamedCopies: 0,
-    unchanged: 0,
-    kept: 0,
-  };
+  readonly #progress: ExportProgress = noProgress();
   readonly #failures: string[] = [];
   /** Carried failures stay failed unless this run writes their path after all. */
   readonly #carried: Map<string, FailedPath>;
@@ -170,8 +161,7 @@ export class ExportRun {
     const prior = options.prior;
     if (prior) {
       // A failure in a part stops this run's later positions, as one of its own would.
-      for (const k of Object.keys(this.#progress) as (keyof ExportProgress)[])
-        this.#progress[k] += prior.progress[k];
+      addProgress(this.#progress, prior.progress);
       this.#failures.push(...prior.failures.slice(0, MAX_FAILURE_LINES));
       this.#undone = prior.undone ? [...prior.undone] : undefined;
     }

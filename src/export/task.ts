@@ -36,3 +36,23 @@ export interface ExportProgress {
   /** Reconciling exports: keys the commit lacks, left because the prefix is not lakefs-mirror's. */
   kept: number;
 }
+
+/** An export that has done nothing yet. */
+export function noProgress(): ExportProgress {
+  return {
+    copied: 0,
+    deleted: 0,
+    bytes: 0,
+    bytesStreamed: 0,
+    failed: 0,
+    serverSideCopies: 0,
+    streamedCopies: 0,
+    unchanged: 0,
+    kept: 0,
+  };
+}
+
+/** Adds what `more` did to `into` (the parts of a split export, summed). */
+export function addProgress(into: ExportProgress, more: Readonly<ExportProgress>): void {
+  for (const k of Object.keys(into) as (keyof ExportProgress)[]) into[k] += more[k];
+}

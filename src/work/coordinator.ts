@@ -7,6 +7,7 @@ import { errorMessage } from "../errors.ts";
 import type { Exporter, ExportResult } from "../export/exporter.ts";
 import type { PartsDone } from "../export/export-run.ts";
 import { flatten } from "../export/order.ts";
+import { addProgress, noProgress } from "../export/task.ts";
 import type { ExportTask } from "../export/task.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import type { Lease } from "../lease/lease.ts";
@@ -21,7 +22,6 @@ import type { KeyRange } from "./ranges.ts";
 import type { WorkQueue } from "./queue.ts";
 import { initialRanges } from "./split.ts";
 import type { WorkWorker } from "./worker.ts";
-import { zero } from "./worker.ts";
 
 export interface CoordinatorDeps {
   lakefs: LakefsClient;
@@ -443,7 +443,7 @@ function failedRecord(item: WorkItem, reason: string, owner: string): ItemRecord
     epoch: item.epoch,
     worker: owner,
     attempt: item.attempt,
-    progress: { ...zero(), failed: 1 },
+    progress: { ...noProgress(), failed: 1 },
     failures: [`work item ${describeRange(item.range)}: ${reason}`],
     undone: null,
     deferred: [],
@@ -455,12 +455,11 @@ function failedRecord(item: WorkItem, reason: string, owner: string): ItemRecord
 
 /** What every item did, summed (see ExportRun's `prior`). */
 export function summed(records: readonly ItemRecord[]): PartsDone {
-  const progress = zero();
+  const progress = noProgress();
   const failures: string[] = [];
   let undone: FailedPath[] | undefined = [];
   for (const r of records) {
-    for (const k of Object.keys(progress) as (keyof typeof progress)[])
-      progress[k] += r.progress[k];
+    addProgress(progress, r.progress);
     failures.push(...r.failures);
     if (r.undone === null || !undone || undone.length + r.undone.length > MAX_FAILED)
       undone = undefined;

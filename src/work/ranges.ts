@@ -24,11 +24,6 @@ export function pastRange(range: KeyRange, path: string): boolean {
   return range.to !== null && compareUtf8(path, range.to) >= 0;
 }
 
-/** The smallest path after `path`: a range from it starts right after `path`. */
-export function justAfter(path: string): string {
-  return `${path}\u0000`;
-}
-
 /**
  * Splits `range` at `at` (a path inside it, not its start): the part before and the part from
  * `at` on. Together they hold exactly the range's paths.

@@ -4,6 +4,7 @@ import type { Config } from "../config.ts";
 import type { Destination } from "../destination/destination.ts";
 import { LeaseLostError, errorMessage } from "../errors.ts";
 import { Exporter } from "../export/exporter.ts";
+import { noProgress } from "../export/task.ts";
 import type { ExportTask } from "../export/task.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import { withRetry } from "../retry.ts";
@@ -140,7 +141,7 @@ export class WorkWorker {
         view,
         {
           ...this.#base(item, own, children, handedOn),
-          progress: zero(),
+          progress: noProgress(),
           failures: [],
           undone: null,
           deferred: null,
@@ -183,18 +184,4 @@ export class WorkWorker {
       },
     );
   }
-}
-
-export function zero() {
-  return {
-    copied: 0,
-    deleted: 0,
-    bytes: 0,
-    bytesStreamed: 0,
-    failed: 0,
-    serverSideCopies: 0,
-    streamedCopies: 0,
-    unchanged: 0,
-    kept: 0,
-  };
 }

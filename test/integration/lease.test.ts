@@ -4,6 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DeleteObjectCommand } from "@aws-sdk/client-s3";
 import { LEASE_PATH } from "../../src/export/reserved.ts";
+import { LeaseHeldError } from "../../src/errors.ts";
 import { Lease, parseLease } from "../../src/lease/lease.ts";
 import { createS3Client } from "../../src/s3/client.ts";
 import { S3Destination } from "../../src/s3/destination.ts";
@@ -109,6 +110,21 @@ describe("destination lease", () => {
     assert.equal(await bAgain.ensure(), false, "a restart of the same owner is not a new holder");
     assert.equal(bAgain.epoch, 2);
     assert.equal((await record())?.owner, "daemon-b");
+  });
+
+  it("regression: a lease that names split runs is waited out even by its own owner restarted under the same name", async () => {
+    const { lease, clock, record } = await setup();
+    const a = lease("daemon-a");
+    await a.ensure();
+    await a.openRun("run-1");
+    assert.deepEqual((await record())?.runs, ["run-1"]);
+    // Killed (or stopped: release leaves such a lease to expire), then back under the same name.
+    await a.release();
+    const again = lease("daemon-a");
+    await assert.rejects(again.ensure(), LeaseHeldError, "its run's workers may still write");
+    clock.advance(9001);
+    assert.equal(await again.ensure(), false);
+    assert.equal((await record())?.runs, undefined, "the new record names no run");
   });
 
   it("after an idle spell past the TTL, its last holder takes it back in the same epoch", async () => {

@@ -33,6 +33,25 @@ async function commitMany(stack: Stack, repo: string, branch: string, objects: S
   return (await stack.lakefs.commit(repo, branch, { message: `${objects.length} objects` })).id;
 }
 
+/**
+ * Waits until the daemons hold every partition of the commit topic between them, then a few
+ * seconds more for their work group (which /status does not show) to settle.
+ */
+async function inGroup(urls: string[]) {
+  await waitFor(
+    "the daemons in the group",
+    async () => {
+      const s = await Promise.all(urls.map(daemonStatus));
+      return (
+        s.every((x) => x.kafka === "running") &&
+        s.reduce((n, x) => n + x.kafkaPartitions.length, 0) === 4
+      );
+    },
+    60_000,
+  );
+  await sleep(4_000);
+}
+
 /** The "split export finished" lines of a daemon's log. */
 function splitLines(output: string): { workers: string[]; items: number; status: string }[] {
   return output
@@ -102,18 +121,7 @@ describe("one lane's big export shared by the consumer group (work items)", () =
     const b = start(repo, bucket, topics);
     const urls = await Promise.all([daemonAddress(a), daemonAddress(b)]);
     // Both in the group before the big commit, so that items spread over both.
-    await waitFor(
-      "both daemons in the group",
-      async () => {
-        const s = await Promise.all(urls.map(daemonStatus));
-        return (
-          s.every((x) => x.kafka === "running") &&
-          s.reduce((n, x) => n + x.kafkaPartitions.length, 0) === 4
-        );
-      },
-      60_000,
-    );
-    await sleep(4_000);
+    await inGroup(urls);
     const objects = tableObjects(900, "one");
     const head = await commitMany(stack, repo, "main", objects);
     const exported = () =>
@@ -154,18 +162,7 @@ describe("one lane's big export shared by the consumer group (work items)", () =
     const a = start(repo, bucket, topics);
     const b = start(repo, bucket, topics);
     const urls = await Promise.all([daemonAddress(a), daemonAddress(b)]);
-    await waitFor(
-      "both daemons in the group",
-      async () => {
-        const s = await Promise.all(urls.map(daemonStatus));
-        return (
-          s.every((x) => x.kafka === "running") &&
-          s.reduce((n, x) => n + x.kafkaPartitions.length, 0) === 4
-        );
-      },
-      60_000,
-    );
-    await sleep(4_000);
+    await inGroup(urls);
     const head = await commitMany(stack, repo, "main", tableObjects(900, "kill"));
     // The owner names the run; the other one is a worker: killed once items are out.
     const owner = await waitFor(
@@ -301,15 +298,7 @@ describe("one lane's big export shared by the consumer group (work items)", () =
       const worker = ds[2 - ownerAt]!;
       const ownerUrl = urls[ownerAt - 1]!;
       links[2 - ownerAt]!.setScript((method) => (method === "PUT" ? { delayMs: 150 } : undefined));
-      await waitFor(
-        "both daemons in the group",
-        async () => {
-          const s = await Promise.all(urls.map(daemonStatus));
-          return s.reduce((n, x) => n + x.kafkaPartitions.length, 0) === 4;
-        },
-        60_000,
-      );
-      await sleep(4_000);
+      await inGroup(urls);
       const one = await commitMany(stack, repo, "main", tableObjects(900, "one"));
       await waitFor(
         "the worker to start an item",

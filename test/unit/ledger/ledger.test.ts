@@ -22,6 +22,12 @@ const at = (ledger: Partial<Ledger>): Ledger => ({ ...emptyLedger("repo", "main"
 const fail = (path: string) => ({ path, reason: `${path} is gone` });
 
 describe("lane ledger: the cover rule", () => {
+  it("regression: any attempt ends a split run the ledger named; only the daemon names a new one", () => {
+    const split = at({ work: { run: "r1", commit: "c1", key: "k" } });
+    assert.equal(beginAttempt(split, "c1", t0).work, null, "a CLI export in between ends it");
+    assert.equal(beginAttempt(split, "c2", t0).work, null);
+  });
+
   it("with no base, asks for a reconciling full export", () => {
     assert.equal(planCover(emptyLedger("repo", "main"), "c1", t0).kind, "reconcile");
   });
