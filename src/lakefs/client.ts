@@ -298,7 +298,11 @@ export class LakefsClient {
     });
   }
 
-  /** Uploads (stages) one object. User metadata travels as `X-Lakefs-Meta-*` headers. */
+  /**
+   * Uploads (stages) one object. User metadata travels as `X-Lakefs-Meta-*` headers. Staging the
+   * same bytes at the same path twice leaves what once does, so a failed upload is tried again
+   * (lakeFS answers 500 when its own write to the blockstore fails).
+   */
   uploadObject(
     repo: string,
     branch: string,
@@ -316,6 +320,7 @@ export class LakefsClient {
       rawBody: typeof content === "string" ? Buffer.from(content) : content,
       headers,
       notFound: "branch",
+      retry: true,
     });
   }
 

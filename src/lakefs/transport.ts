@@ -61,7 +61,10 @@ export interface CallOptions {
   headers?: Record<string, string>;
   notFound?: NotFoundKind;
   signal?: AbortSignal | undefined;
-  /** Writes are not idempotent in general: only reads retry. */
+  /**
+   * Writes are not idempotent in general: only reads retry, unless a write says it may (one
+   * whose repeat leaves the same state, with a body that can be sent again).
+   */
   retry?: boolean;
 }
 
@@ -274,7 +277,8 @@ export class LakefsTransport {
       if (res.statusCode >= 300) throw await this.#httpError(res, what, options.notFound);
       return read ? read(res) : res;
     };
-    if (options.retry === false || method !== "GET") return once();
+    const repeatable = options.rawBody === undefined || Buffer.isBuffer(options.rawBody);
+    if (!(options.retry ?? method === "GET") || !repeatable) return once();
     return withRetry(once, {
       operation: what,
       logger: this.#logger,

@@ -6,6 +6,7 @@ import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { LakefsNotFoundError } from "../../src/errors.ts";
 import { LakefsClient } from "../../src/lakefs/client.ts";
 import { commitObjects } from "../helpers/mirror.ts";
+import { startScriptedProxy } from "../helpers/scripted-proxy.ts";
 import { connectStack, createBucket, createRepo } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
 
@@ -148,6 +149,38 @@ describe("lakeFS client", () => {
       await c.close();
     } finally {
       await new Promise<void>((r) => faulty.close(() => r()));
+    }
+  });
+  it("tries a failed upload again (staging is repeatable) but never a commit", async () => {
+    const repo = await createRepo(stack, "upload-retry");
+    // Injected faults: the first upload and the first commit are answered 500, as lakeFS does
+    // when its own write to the blockstore fails.
+    const failed = { upload: 0, commit: 0 };
+    const proxy = await startScriptedProxy(stack.env.LAKEFS_ENDPOINT, (method, path) => {
+      if (method !== "POST") return undefined;
+      const kind = path.includes("/objects?")
+        ? "upload"
+        : path.endsWith("/commits")
+          ? "commit"
+          : null;
+      if (!kind || failed[kind] > 0) return undefined;
+      failed[kind]++;
+      return { refuse: { status: 500, body: JSON.stringify({ message: "injected fault" }) } };
+    });
+    const c = client({ endpoint: proxy.url });
+    try {
+      const stats = await c.uploadObject(repo, "main", "a/once.txt", "staged after one 500");
+      assert.equal(stats.path, "a/once.txt");
+      assert.equal(failed.upload, 1);
+      const before = (await c.getBranch(repo, "main")).commit_id;
+      await assert.rejects(c.commit(repo, "main", { message: "refused once" }), { status: 500 });
+      // The refused commit was not sent again behind our back: HEAD has not moved.
+      assert.equal((await c.getBranch(repo, "main")).commit_id, before);
+      assert.equal(failed.commit, 1);
+      assert.equal((await c.statObject(repo, "main", "a/once.txt")).size_bytes, 20);
+    } finally {
+      await c.close();
+      await proxy.close();
     }
   });
 });
