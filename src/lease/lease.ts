@@ -75,6 +75,11 @@ export class Lease {
   #generation = 0;
   /** The split exports open under this lease, written into every record (see openRun). */
   #runs: string[] = [];
+  /**
+   * The last renewal begun: renewals run one after another. Two at once would send the same
+   * version, and the one that lost would take the lease for taken over.
+   */
+  #renewals: Promise<unknown> = Promise.resolve();
 
   constructor(options: LeaseOptions) {
     this.#o = options;
@@ -114,8 +119,15 @@ export class Lease {
    * Extends a lease this process holds. LeaseLostError when someone else has it now, when the
    * lease object is gone, or when no answer came by the lease's deadline (the request is
    * aborted there); any other failure is thrown as it is and leaves the lease as it was.
+   * A renewal begun while another is under way waits for it, then writes from its outcome.
    */
-  async renew(signal?: AbortSignal): Promise<void> {
+  renew(signal?: AbortSignal): Promise<void> {
+    const next = this.#renewals.then(() => this.#renewNow(signal));
+    this.#renewals = next.catch(() => undefined);
+    return next;
+  }
+
+  async #renewNow(signal?: AbortSignal): Promise<void> {
     const record = this.#record;
     const version = this.#version;
     const untilDeadline = this.#untilDeadlineMs();

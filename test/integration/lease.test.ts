@@ -127,6 +127,19 @@ describe("destination lease", () => {
     assert.equal((await record())?.runs, undefined, "the new record names no run");
   });
 
+  it("regression: a run opened or closed while a renewal is under way does not lose the lease", async () => {
+    // Seen in the bench: the owner's closeRun raced the hold's own renewal with the same
+    // version, lost, and took the lease for taken over.
+    const { lease, record } = await setup();
+    const a = lease("daemon-a");
+    await a.ensure();
+    await Promise.all([a.renew(), a.openRun("run-1"), a.renew(), a.openRun("run-2")]);
+    assert.deepEqual((await record())?.runs, ["run-1", "run-2"]);
+    await Promise.all([a.closeRun("run-1"), a.renew(), a.closeRun("run-2")]);
+    assert.ok(a.held);
+    assert.equal((await record())?.runs, undefined, "the last write names no run");
+  });
+
   it("after an idle spell past the TTL, its last holder takes it back in the same epoch", async () => {
     const { lease, clock } = await setup();
     const a = lease("daemon-a");
