@@ -273,7 +273,9 @@ export class Lease {
   async release(signal?: AbortSignal): Promise<void> {
     const record = this.#record;
     const version = this.#version;
-    const runs = this.#runs;
+    // The runs of the last record written count too: a closeRun that failed left them named
+    // in the object, and workers reading it may still write.
+    const runs = this.#runs.length > 0 ? this.#runs : (record?.runs ?? []);
     this.#forget();
     if (!record || version === undefined) return;
     if (runs.length > 0) {

@@ -265,8 +265,12 @@ export class Coordinator {
       { items: roots.length, resumedDone: done.size, epoch, kafkaAway },
       "split export: work items issued",
     );
-    // Items this owner does itself, one at a time (each runs its own copies in parallel).
+    // Items this owner does itself, one at a time (each runs its own copies in parallel). It
+    // stops with the run: an error below ends it before the error goes on.
+    const stopLocal = new AbortController();
+    const localSignal = AbortSignal.any([signal, stopLocal.signal]);
     const localLoop = (async () => {
+      const signal = localSignal;
       while (!signal.aborted && (pending.size > 0 || local.length > 0)) {
         const next = local.shift();
         if (!next) {
@@ -308,37 +312,43 @@ export class Coordinator {
     })();
     localLoop.catch(() => undefined);
     const timeoutMs = config.work.itemTimeoutSeconds * 1000;
-    while (pending.size > 0) {
-      await sleep(config.work.pollMs, undefined, { signal });
-      const records = await readRecords(at.dest, split.run, done, signal);
-      const again: WorkItem[] = [];
-      this.#absorb(records, done, pending, (p, record) => {
-        // A failed record of the item's latest issue: issue it again, or do it here.
-        if (record.epoch !== epoch || record.attempt !== p.item.attempt) return;
-        if (p.local) failed.set(p.item.id, record.error ?? "failed");
-        else if (p.issues >= config.work.maxItemAttempts) toLocal([p.item]);
-        else again.push({ ...p.item, attempt: p.item.attempt + 1 });
-      });
-      for (const o of this.#orphans(done, pending, item)) again.push(o);
-      for (const id of done.keys()) pending.delete(id);
-      for (const [id, p] of pending) {
-        if (failed.has(id)) {
-          // Done here and failed here too: its range goes into the FAILURE file.
-          pending.delete(id);
-          done.set(id, failedRecord(p.item, failed.get(id)!, this.#d.owner()));
-          continue;
+    try {
+      while (pending.size > 0) {
+        await sleep(config.work.pollMs, undefined, { signal });
+        const records = await readRecords(at.dest, split.run, done, signal);
+        const again: WorkItem[] = [];
+        this.#absorb(records, done, pending, (p, record) => {
+          // A failed record of the item's latest issue: issue it again, or do it here.
+          if (record.epoch !== epoch || record.attempt !== p.item.attempt) return;
+          if (p.local) failed.set(p.item.id, record.error ?? "failed");
+          else if (p.issues >= config.work.maxItemAttempts) toLocal([p.item]);
+          else again.push({ ...p.item, attempt: p.item.attempt + 1 });
+        });
+        for (const o of this.#orphans(done, pending, item)) again.push(o);
+        for (const id of done.keys()) pending.delete(id);
+        for (const [id, p] of pending) {
+          if (failed.has(id)) {
+            // Done here and failed here too: its range goes into the FAILURE file.
+            pending.delete(id);
+            done.set(id, failedRecord(p.item, failed.get(id)!, this.#d.owner()));
+            continue;
+          }
+          if (p.local || Date.now() - p.issuedAt < timeoutMs || again.some((a) => a.id === id))
+            continue;
+          if (p.issues >= config.work.maxItemAttempts) toLocal([p.item]);
+          else again.push({ ...p.item, attempt: p.item.attempt + 1 });
         }
-        if (p.local || Date.now() - p.issuedAt < timeoutMs || again.some((a) => a.id === id))
-          continue;
-        if (p.issues >= config.work.maxItemAttempts) toLocal([p.item]);
-        else again.push({ ...p.item, attempt: p.item.attempt + 1 });
+        if (again.length > 0) {
+          log.info({ items: again.length }, "work items issued again");
+          await issue(again);
+        }
       }
-      if (again.length > 0) {
-        log.info({ items: again.length }, "work items issued again");
-        await issue(again);
-      }
+      await localLoop;
+    } catch (err) {
+      stopLocal.abort();
+      await localLoop.catch(() => undefined);
+      throw err;
     }
-    await localLoop;
     const roundZeroMs = Date.now() - started;
     // No worker writes for the run once this has passed: later rounds may go.
     await at.lease.closeRun(split.run, signal);

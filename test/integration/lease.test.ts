@@ -140,6 +140,18 @@ describe("destination lease", () => {
     assert.equal((await record())?.runs, undefined, "the last write names no run");
   });
 
+  it("regression: a lease whose closeRun failed is left to expire on release, not handed over", async () => {
+    const { lease, record } = await setup();
+    const a = lease("daemon-a");
+    await a.ensure();
+    await a.openRun("run-1");
+    // The write that would take the run out never happens (its request is cut at once).
+    await assert.rejects(a.closeRun("run-1", AbortSignal.abort()));
+    assert.deepEqual((await record())?.runs, ["run-1"], "the object still names the run");
+    await a.release();
+    await assert.rejects(lease("daemon-b").ensure(), LeaseHeldError, "its workers may still write");
+  });
+
   it("after an idle spell past the TTL, its last holder takes it back in the same epoch", async () => {
     const { lease, clock } = await setup();
     const a = lease("daemon-a");
