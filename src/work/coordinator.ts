@@ -194,6 +194,8 @@ export class Coordinator {
       (prefix) => lakefs.listLevel(at.lane.repository, split.head, prefix, "/", 1000, signal),
       config.work.initialItems,
     );
+    const r = config.export.rounds;
+    const rounds = typeof r === "string" ? r : [...r];
     const item = (range: KeyRange): WorkItem => ({
       format: 1,
       run: split.run,
@@ -211,6 +213,8 @@ export class Coordinator {
       retry: split.retry.filter((r) => inRange(range, r.path)),
       itemObjects: config.work.itemObjects,
       viewMs: config.work.leaseViewMs,
+      rounds,
+      deletesLast: config.export.deletesLast,
     });
     const done = new Map<string, ItemRecord>();
     const pending = new Map<string, Pending>();

@@ -2,6 +2,8 @@ import type { Destination } from "../destination/destination.ts";
 import type { FailedPath } from "../ledger/ledger.ts";
 import type { ExportProgress, ExportTask } from "../export/task.ts";
 import { RESERVED_PREFIX } from "../export/reserved.ts";
+import type { RoundPresetName, RoundRule } from "../export/rounds.ts";
+import { isRoundPresetName } from "../export/rounds.ts";
 import type { KeyRange } from "./ranges.ts";
 
 /**
@@ -33,6 +35,13 @@ export interface WorkItem {
   itemObjects: number;
   /** How long the worker may trust one reading of the lease (see LeaseView). */
   viewMs: number;
+  /**
+   * The owner's rounds rule and deletes-last setting: which paths a worker leaves to later
+   * rounds is the owner's call, whatever the worker's own configuration says.
+   */
+  rounds: RoundPresetName | RoundRule[];
+  /** null: the rounds preset's own default. */
+  deletesLast: boolean | null;
 }
 
 /** What a worker did with an item, written beside the lane's ledger when it finished. */
@@ -86,7 +95,9 @@ export function parseItem(text: string): WorkItem {
     typeof v.range?.from !== "string" ||
     (v.range.to !== null && typeof v.range.to !== "string") ||
     !Array.isArray(v.from) ||
-    !Array.isArray(v.retry)
+    !Array.isArray(v.retry) ||
+    !(typeof v.rounds === "string" ? isRoundPresetName(v.rounds) : Array.isArray(v.rounds)) ||
+    (v.deletesLast !== null && typeof v.deletesLast !== "boolean")
   )
     throw new TypeError("not a lakefs-mirror work item (format 1)");
   return v as WorkItem;

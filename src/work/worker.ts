@@ -94,12 +94,16 @@ export class WorkWorker {
         });
       }
       let deferred: ExportTask[] | null = [];
+      // The owner's rounds and deletes-last, not this daemon's: they decide what round 0 is.
+      const { deletesLast: _own, ...settings } = exporterSettings(this.#d.config);
       const exporter = new Exporter({
         lakefs: this.#d.lakefs,
         repository: item.repository,
         destination: dest,
         logger: log,
-        ...exporterSettings(this.#d.config),
+        ...settings,
+        rounds: item.rounds,
+        ...(item.deletesLast !== null ? { deletesLast: item.deletesLast } : {}),
         fence: view.assertCurrent,
       });
       const deferDeletes = item.kind === "reconcile";

@@ -1,11 +1,31 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { loadConfig } from "../../src/config.ts";
+import { S3Destination } from "../../src/s3/destination.ts";
+import { Lease } from "../../src/lease/lease.ts";
+import { parseRecord, recordPath } from "../../src/work/items.ts";
+import type { WorkItem } from "../../src/work/items.ts";
+import { itemId } from "../../src/work/ranges.ts";
+import { WorkWorker } from "../../src/work/worker.ts";
 import { daemonAddress, sleep, tail } from "../helpers/crash.ts";
-import { spawnDaemon, waitFor, waitForExported, writeDaemonConfig } from "../helpers/daemon.ts";
+import {
+  daemonEnv,
+  spawnDaemon,
+  waitFor,
+  waitForExported,
+  writeDaemonConfig,
+} from "../helpers/daemon.ts";
 import type { DaemonProcess } from "../helpers/daemon.ts";
 import { daemonStatus } from "../helpers/group.ts";
 import { startScriptedProxy } from "../helpers/scripted-proxy.ts";
-import { assertMirrorEqual, gatewayPut, listKeys, readKey, statusKeys } from "../helpers/mirror.ts";
+import {
+  assertMirrorEqual,
+  gatewayPut,
+  listKeys,
+  readKey,
+  silentLogger,
+  statusKeys,
+} from "../helpers/mirror.ts";
 import type { SeedObject } from "../helpers/mirror.ts";
 import { connectStack, createBucket, createRepo, uniqueName } from "../helpers/stack.ts";
 import type { Stack } from "../helpers/stack.ts";
@@ -321,5 +341,85 @@ describe("one lane's big export shared by the consumer group (work items)", () =
     } finally {
       await Promise.all(links.map((l) => l.close()));
     }
+  });
+});
+
+describe("a work item carries its owner's export settings", () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await connectStack();
+  });
+  after(async () => {
+    await stack.close();
+  });
+
+  it("regression: a worker whose own rounds differ leaves to later rounds what the owner's say (it used its own)", async () => {
+    const repo = await createRepo(stack, "item-rounds");
+    const bucket = await createBucket(stack, "item-rounds");
+    const head = await commitMany(stack, repo, "main", [
+      { path: "t/part-0.csv", content: "a\n" },
+      { path: "t/part-1.csv", content: "b\n" },
+      { path: "t/_SUCCESS", content: "" },
+    ]);
+    // The worker's own configuration puts nothing in later rounds.
+    const { file } = writeDaemonConfig(stack, {
+      mirrors: [{ repository: repo, branches: ["main"], destination: `s3://${bucket}/m/` }],
+      extra: { export: { concurrency: 4, rounds: [{ pattern: "^never$", round: 1 }] } },
+    });
+    const config = loadConfig({ env: { ...daemonEnv(stack), LOG_LEVEL: "silent" }, file });
+    const dest = new S3Destination(stack.s3, { bucket, prefix: "m/" });
+    const lease = new Lease({
+      dest,
+      owner: "the-owner",
+      repository: repo,
+      branch: "main",
+      ttlMs: 20_000,
+      logger: silentLogger,
+    });
+    await lease.ensure();
+    await lease.openRun("run-1");
+    const range = { from: "", to: null };
+    const item: WorkItem = {
+      format: 1,
+      run: "run-1",
+      id: itemId("run-1", range),
+      range,
+      attempt: 0,
+      epoch: lease.epoch!,
+      owner: "the-owner",
+      repository: repo,
+      branch: "main",
+      destination: `s3://${bucket}/m/`,
+      commit: head,
+      kind: "reconcile",
+      from: [],
+      retry: [],
+      itemObjects: 100,
+      viewMs: 1_000,
+      // The owner's: Spark's _SUCCESS markers last.
+      rounds: "spark",
+      deletesLast: null,
+    };
+    const worker = new WorkWorker({
+      lakefs: stack.lakefs,
+      destination: () => dest,
+      config,
+      logger: silentLogger,
+      name: () => "a-worker",
+    });
+    const outcome = await worker.run(item, () => Promise.resolve(), AbortSignal.timeout(30_000));
+    assert.equal(outcome, "recorded");
+    const record = parseRecord(
+      (await readKey(stack, bucket, `m/${recordPath("run-1", item.id)}`)).toString(),
+      "record",
+    );
+    assert.equal(record.error, null);
+    assert.deepEqual(
+      record.deferred?.map((t) => t.path),
+      ["t/_SUCCESS"],
+      "the marker is left to the owner's later round",
+    );
+    const keys = await listKeys(stack, bucket, "m/t/");
+    assert.deepEqual([...keys.keys()].sort(), ["part-0.csv", "part-1.csv"]);
   });
 });
