@@ -174,7 +174,7 @@ export class Coordinator {
       // while workers may write. Any other end closes it: its items must not outlive it.
       if (!signal.aborted) {
         await at.lease.closeRun(split.run, signal).catch(() => undefined);
-        await sleep(config.work.leaseViewMs);
+        await sleep(workersStopMs(config));
       }
       throw err;
     }
@@ -356,7 +356,7 @@ export class Coordinator {
     const roundZeroMs = Date.now() - started;
     // No worker writes for the run once this has passed: later rounds may go.
     await at.lease.closeRun(split.run, signal);
-    await sleep(config.work.leaseViewMs, undefined, { signal });
+    await sleep(workersStopMs(config), undefined, { signal });
     const records = [...done.values()];
     const workers = new Set(records.map((r) => r.worker));
     const prior = summed(records);
@@ -492,4 +492,14 @@ async function count(items: AsyncIterable<unknown>, limit: number): Promise<numb
   let n = 0;
   for await (const _ of items) if (++n >= limit) break;
   return n;
+}
+
+/**
+ * How long after closeRun no worker's write for the run can still land: a worker trusts one
+ * reading of the lease for at most work.leaseViewMs, and a request it sent just before that
+ * gets the margin the lease gives its own holder's requests (a third of its TTL) to be done
+ * with at the store, as a server-side copy may be after the client has hung up.
+ */
+export function workersStopMs(config: Config): number {
+  return config.work.leaseViewMs + (config.lease.ttlSeconds * 1000) / 3;
 }
