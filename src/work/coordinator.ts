@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
@@ -194,6 +194,7 @@ export class Coordinator {
       (prefix) => lakefs.listLevel(at.lane.repository, split.head, prefix, "/", 1000, signal),
       config.work.initialItems,
     );
+    const issuer = randomUUID();
     const r = config.export.rounds;
     const rounds = typeof r === "string" ? r : [...r];
     const item = (range: KeyRange): WorkItem => ({
@@ -204,6 +205,7 @@ export class Coordinator {
       attempt: 0,
       epoch,
       owner: this.#d.owner(),
+      issuer,
       repository: at.lane.repository,
       branch: at.lane.branch,
       destination: at.dest.uri,
@@ -323,7 +325,12 @@ export class Coordinator {
         const again: WorkItem[] = [];
         this.#absorb(records, done, pending, (p, record) => {
           // A failed record of the item's latest issue: issue it again, or do it here.
-          if (record.epoch !== epoch || record.attempt !== p.item.attempt) return;
+          if (
+            record.epoch !== epoch ||
+            record.issuer !== issuer ||
+            record.attempt !== p.item.attempt
+          )
+            return;
           if (p.local) failed.set(p.item.id, record.error ?? "failed");
           else if (p.issues >= config.work.maxItemAttempts) toLocal([p.item]);
           else again.push({ ...p.item, attempt: p.item.attempt + 1 });
@@ -455,6 +462,7 @@ function failedRecord(item: WorkItem, reason: string, owner: string): ItemRecord
     range: item.range,
     children: [],
     epoch: item.epoch,
+    issuer: item.issuer,
     worker: owner,
     attempt: item.attempt,
     progress: { ...noProgress(), failed: 1 },

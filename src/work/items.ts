@@ -24,6 +24,12 @@ export interface WorkItem {
   /** The owner's lease epoch: the worker writes only while the lease is still at it. */
   epoch: number;
   owner: string;
+  /**
+   * Which issuing of the run this is: one owner process's, drawn when it starts (or resumes)
+   * the run. A restart under the same name keeps the epoch, so the epoch alone cannot tell its
+   * items' records from those of the process before it.
+   */
+  issuer: string;
   repository: string;
   branch: string;
   destination: string;
@@ -56,6 +62,8 @@ export interface ItemRecord {
   /** Whether the worker issued `children` itself (else the owner does, on reading this). */
   handedOn: boolean;
   epoch: number;
+  /** The item's `issuer`. */
+  issuer: string;
   worker: string;
   attempt: number;
   progress: ExportProgress;
@@ -83,7 +91,16 @@ export const DEFERRED_IN_RECORD = 1000;
 
 export function parseItem(text: string): WorkItem {
   const v = JSON.parse(text) as Partial<WorkItem>;
-  const strings = ["run", "id", "owner", "repository", "branch", "destination", "commit"] as const;
+  const strings = [
+    "run",
+    "id",
+    "owner",
+    "issuer",
+    "repository",
+    "branch",
+    "destination",
+    "commit",
+  ] as const;
   if (
     v.format !== 1 ||
     strings.some((k) => typeof v[k] !== "string") ||

@@ -168,6 +168,7 @@ export class WorkWorker {
       children,
       handedOn,
       epoch: item.epoch,
+      issuer: item.issuer,
       worker: this.#d.name(),
       attempt: item.attempt,
       finishedAt: new Date().toISOString(),

@@ -387,6 +387,7 @@ describe("a work item carries its owner's export settings", () => {
       attempt: 0,
       epoch: lease.epoch!,
       owner: "the-owner",
+      issuer: "the-owner's process",
       repository: repo,
       branch: "main",
       destination: `s3://${bucket}/m/`,
