@@ -11,7 +11,7 @@ import {
 } from "../errors.ts";
 import { Exporter } from "../export/exporter.ts";
 import type { ExportResult } from "../export/exporter.ts";
-import { parseDeleteLimit, prefixState } from "../export/reconcile.ts";
+import { prefixState } from "../export/reconcile.ts";
 import { pruneStatusFiles } from "../export/status-file.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import { Lease } from "../lease/lease.ts";
@@ -20,7 +20,6 @@ import {
   backoff,
   completeExport,
   isNew,
-  ourRecords,
   planCover,
   prefixAfterReconcile,
   withPrefix,
@@ -29,6 +28,7 @@ import type { Ledger, Plan } from "../ledger/ledger.ts";
 import type { LedgerStore } from "../ledger/ledger-store.ts";
 import type { CheckpointStore } from "./checkpoint.ts";
 import { observeLag } from "./lag.ts";
+import { exportLane } from "./lane-export.ts";
 import { checkLease, loadLane } from "./lane-load.ts";
 import type { LaneLoadDeps } from "./lane-load.ts";
 import type { Metrics } from "./metrics.ts";
@@ -67,6 +67,10 @@ interface LaneContext {
  * export. The attempt is recorded before anything is written; the ledger advances after the
  * status file is written. With leases on, a lane writes only while this daemon holds its
  * destination's lease, and stops (no status file, no ledger) the moment it is lost.
+ *
+ * LaneSync decides and records (lease, plan, ledger, lag, metrics, pruning); exportLane
+ * copies, here or through the group's work items (src/work: the coordinator decides and
+ * records a split run, workers copy).
  */
 export class LaneSync {
   readonly #d: LaneSyncDeps;
@@ -279,65 +283,20 @@ export class LaneSync {
       this.#d.ledgers
         .save(lane, ctx.dest, attempt, { signal, fence, localSync: false })
         .then(() => this.#show(lane, ctx, attempt));
-    const reconcile = (gate?: { onChecked: () => void; writesAfter: Promise<void> }) =>
-      ctx.exporter.exportReconciling(
+    const { result, mode } = await exportLane(
+      {
+        lane,
+        exporter: ctx.exporter,
+        ledger,
+        plan,
         head,
-        {
-          dedicated: lane.dedicated,
-          owned: lane.dedicated || ledger.prefix !== "foreign",
-          unguarded: ledger.prefix === "empty",
-          maxDeletes: parseDeleteLimit(config.export.maxDeletes),
-          // On a prefix that holds others' keys, the lane's own leftovers are still its to
-          // delete: what its ledger says it may have written (base, unfinished attempts).
-          ours: ourRecords(ledger),
-          lane,
-          ...gate,
-        },
-        signal,
-      );
-    let result: ExportResult;
-    let mode: Plan["kind"] = plan.kind;
-    if (split && work && at) {
-      log.info(
-        {
-          run: split.run,
-          kind: split.kind,
-          resumed: split.resumed,
-          reason: plan.kind === "reconcile" ? plan.reason : undefined,
-        },
-        "splitting the export into work items for the group",
-      );
-      result = await work.run(split, at, record, signal);
-    } else if (plan.kind === "reconcile") {
-      log.info({ reason: plan.reason }, "no trustworthy base; reconciling with a full listing");
-      // The attempt is recorded once the reconcile's first pass found nothing that refuses it
-      // (another lane's records below): a lane that refuses leaves no ledger behind.
-      let open = () => undefined as void;
-      const recorded = new Promise<void>((resolve) => (open = resolve)).then(record);
-      recorded.catch(() => undefined);
-      result = await reconcile({ onChecked: open, writesAfter: recorded });
-      await recorded;
-    } else {
-      const saving = record();
-      saving.catch(() => undefined);
-      try {
-        result = await ctx.exporter.exportCover(
-          plan.from,
-          head,
-          { retry: plan.retry, carry: plan.carry, writesAfter: saving },
-          signal,
-        );
-      } catch (err) {
-        // The attempt's record settles before anything else happens; a failed save is the
-        // failure to report (as when it ran first: a lost lease, say).
-        await saving;
-        if (!(err instanceof LakefsNotFoundError) || err.what === "object") throw err;
-        // A commit the diffs start from is gone from lakeFS (garbage-collected history).
-        log.warn({ from: plan.from, err }, "a commit to diff from is gone; reconciling instead");
-        mode = "reconcile";
-        result = await reconcile();
-      }
-    }
+        record,
+        maxDeletes: config.export.maxDeletes,
+        logger: log,
+        ...(split && work && at ? { split: { split, work, at } } : {}),
+      },
+      signal,
+    );
     metrics.export(lane, result);
     lane.lastExportAt = new Date();
     // A listing that walked the whole prefix and found nothing foreign left makes the prefix
