@@ -80,6 +80,8 @@ export class Lease {
    * version, and the one that lost would take the lease for taken over.
    */
   #renewals: Promise<unknown> = Promise.resolve();
+  /** `performance.now()` before which a closed run's workers may still write (see closeRun). */
+  #quietUntil = 0;
 
   constructor(options: LeaseOptions) {
     this.#o = options;
@@ -258,11 +260,23 @@ export class Lease {
 
   /**
    * Takes a split export out of the lease (renewing it at once). A worker trusts a lease it
-   * read for a bounded time; once that has passed after this returns, none writes for `run`.
+   * read for a bounded time; once `quietMs` (that time, and the time its last request takes to
+   * land) has passed after this returns, none writes for `run`, and only then may the lease be
+   * handed over.
    */
-  async closeRun(run: string, signal?: AbortSignal): Promise<void> {
+  async closeRun(run: string, quietMs: number, signal?: AbortSignal): Promise<void> {
     this.#runs = this.#runs.filter((r) => r !== run);
-    await this.renew(signal);
+    try {
+      await this.renew(signal);
+    } catch (err) {
+      // The object may still name the run, until a renewal that is at least TTL/2 away: this
+      // process stops holding the lease now, and whoever takes it next (this process too)
+      // waits out a lease that names runs.
+      this.#forget();
+      throw err;
+    }
+    // Until then the lease is not handed over (release leaves it to expire).
+    this.#quietUntil = Math.max(this.#quietUntil, performance.now() + quietMs);
   }
 
   /**
@@ -276,9 +290,10 @@ export class Lease {
     // The runs of the last record written count too: a closeRun that failed left them named
     // in the object, and workers reading it may still write.
     const runs = this.#runs.length > 0 ? this.#runs : (record?.runs ?? []);
+    const quiet = performance.now() < this.#quietUntil;
     this.#forget();
     if (!record || version === undefined) return;
-    if (runs.length > 0) {
+    if (runs.length > 0 || quiet) {
       this.#o.logger.info(
         { destination: this.#where(), runs },
         "lease left to expire: split exports under it may still have workers writing",

@@ -14,7 +14,7 @@ import type { Lease } from "../lease/lease.ts";
 import type { LaneName } from "../ledger/lane-records.ts";
 import { MAX_FAILED } from "../ledger/ledger.ts";
 import type { FailedPath, Ledger, Plan } from "../ledger/ledger.ts";
-import { readRecords, recordPath, runPrefix } from "./items.ts";
+import { parseRecord, readRecords, recordPath, runPrefix } from "./items.ts";
 import type { ItemRecord, WorkItem } from "./items.ts";
 import { rangeTasks, reconciliation } from "./item-tasks.ts";
 import { WHOLE, describeRange, inRange, itemId } from "./ranges.ts";
@@ -136,7 +136,17 @@ export class Coordinator {
       if (seen <= splitAbove) return undefined;
     }
     const key = createHash("sha256")
-      .update(JSON.stringify({ kind, from, retry: retry.map((r) => r.path) }))
+      // The rounds rule is in it: a new owner configured otherwise lists the leftovers by
+      // its own rule, which must be the one the run's workers left them by.
+      .update(
+        JSON.stringify({
+          kind,
+          from,
+          retry: retry.map((r) => r.path),
+          rounds: this.#d.config.export.rounds,
+          deletesLast: this.#d.config.export.deletesLast,
+        }),
+      )
       .digest("hex")
       .slice(0, 16);
     const resumed = ledger.work?.commit === head && ledger.work.key === key;
@@ -166,14 +176,15 @@ export class Coordinator {
     if (split.kind === "reconcile")
       await reconciliation(src, split.head, WHOLE, at.lane, signal).checkBelow();
     await recorded();
-    await at.lease.openRun(split.run, signal);
     try {
+      // Inside: a failed write of the run into the lease still takes it out below.
+      await at.lease.openRun(split.run, signal);
       return await this.#runOpen(split, at, src, log, signal);
     } catch (err) {
       // A shutdown leaves the run named, so that the lease expires rather than being handed over
       // while workers may write. Any other end closes it: its items must not outlive it.
       if (!signal.aborted) {
-        await at.lease.closeRun(split.run, signal).catch(() => undefined);
+        await at.lease.closeRun(split.run, workersStopMs(config), signal).catch(() => undefined);
         await sleep(workersStopMs(config));
       }
       throw err;
@@ -301,15 +312,24 @@ export class Coordinator {
             },
             signal,
           );
-          // No record (this process's view of its own lease lapsed, or the record could not be
-          // written): tried again, then a failure, never waited for in vain.
-          if (
-            outcome === "stale" ||
-            (await at.dest.getText(recordPath(next.run, next.id), signal)) === undefined
-          ) {
-            if (tries < config.work.maxItemAttempts) local.push(next);
-            else failed.set(next.id, `no record after ${tries} tries here (${outcome})`);
-          }
+          // Taken here, not left to the poll: the poll counts only error records of the
+          // item's latest attempt, and an earlier attempt's worker may have written over this
+          // one's record. No record (this process's view of its own lease lapsed, or the
+          // record could not be written), or an error one: tried again, then a failure,
+          // never waited for in vain.
+          const text =
+            outcome === "stale"
+              ? undefined
+              : await at.dest.getText(recordPath(next.run, next.id), signal);
+          const record = text === undefined ? undefined : parseRecord(text, next.id);
+          if (record && record.error === null) {
+            if (!done.has(next.id)) this.#absorb([record], done, pending, () => undefined);
+          } else if (tries < config.work.maxItemAttempts) local.push(next);
+          else
+            failed.set(
+              next.id,
+              record?.error ?? `no record after ${tries} tries here (${outcome})`,
+            );
         } catch (err) {
           if (signal.aborted) break;
           failed.set(next.id, errorMessage(err));
@@ -362,7 +382,7 @@ export class Coordinator {
     }
     const roundZeroMs = Date.now() - started;
     // No worker writes for the run once this has passed: later rounds may go.
-    await at.lease.closeRun(split.run, signal);
+    await at.lease.closeRun(split.run, workersStopMs(config), signal);
     await sleep(workersStopMs(config), undefined, { signal });
     const records = [...done.values()];
     const workers = new Set(records.map((r) => r.worker));

@@ -49,7 +49,8 @@ export class WorkQueue {
       heartbeatInterval: config.kafka.heartbeatIntervalMs,
       metadataMaxAge: config.kafka.metadataMaxAgeMs,
       maxWaitTimeInMs: Math.min(1_000, Math.floor(config.kafka.sessionTimeoutMs / 3)),
-      rebalanceTimeout: Math.max(config.kafka.sessionTimeoutMs, 10_000),
+      // A member rejoins a rebalance once its item ends: a minute lets most items end first.
+      rebalanceTimeout: Math.max(config.kafka.sessionTimeoutMs, 60_000),
       retry: { retries: 5, restartOnFailure: () => Promise.resolve(!this.#abort.signal.aborted) },
     });
   }
@@ -173,7 +174,8 @@ export class WorkQueue {
     await this.#consumer.subscribe({ topic: this.topic, fromBeginning: true });
     await this.#consumer.run({
       partitionsConsumedConcurrently: this.#config.work.itemsInParallel,
-      eachMessage: async ({ message }) => {
+      eachMessage: async (payload) => {
+        const { message } = payload;
         if (!message.value) return;
         let item: WorkItem;
         try {
@@ -182,7 +184,17 @@ export class WorkQueue {
           this.#logger.warn({ err, offset: message.offset }, "not a work item; skipped");
           return;
         }
-        await this.#handle(item, signal);
+        // kafkajs heartbeats only between messages: an item takes longer than a session, so
+        // this one keeps the member in the group while it runs (else the group would drop it,
+        // and hand the item to another worker, which would copy it again).
+        const beating = setInterval(() => {
+          payload.heartbeat().catch(() => undefined);
+        }, this.#config.kafka.heartbeatIntervalMs);
+        try {
+          await this.#handle(item, signal);
+        } finally {
+          clearInterval(beating);
+        }
       },
     });
     await stopped.finally(() => {

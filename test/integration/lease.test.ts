@@ -135,7 +135,7 @@ describe("destination lease", () => {
     await a.ensure();
     await Promise.all([a.renew(), a.openRun("run-1"), a.renew(), a.openRun("run-2")]);
     assert.deepEqual((await record())?.runs, ["run-1", "run-2"]);
-    await Promise.all([a.closeRun("run-1"), a.renew(), a.closeRun("run-2")]);
+    await Promise.all([a.closeRun("run-1", 0), a.renew(), a.closeRun("run-2", 0)]);
     assert.ok(a.held);
     assert.equal((await record())?.runs, undefined, "the last write names no run");
   });
@@ -146,10 +146,23 @@ describe("destination lease", () => {
     await a.ensure();
     await a.openRun("run-1");
     // The write that would take the run out never happens (its request is cut at once).
-    await assert.rejects(a.closeRun("run-1", AbortSignal.abort()));
+    await assert.rejects(a.closeRun("run-1", 0, AbortSignal.abort()));
     assert.deepEqual((await record())?.runs, ["run-1"], "the object still names the run");
+    assert.equal(a.held, false, "a failed closeRun gives the lease up");
     await a.release();
     await assert.rejects(lease("daemon-b").ensure(), LeaseHeldError, "its workers may still write");
+  });
+
+  it("regression: a lease is not handed over while a closed run's workers may still write", async () => {
+    // Seen by review: a shutdown during the owner's wait after closeRun released the lease at
+    // once, and a new holder wrote while views from before the close still let workers write.
+    const { lease } = await setup();
+    const a = lease("daemon-a");
+    await a.ensure();
+    await a.openRun("run-1");
+    await a.closeRun("run-1", 60_000);
+    await a.release();
+    await assert.rejects(lease("daemon-b").ensure(), LeaseHeldError);
   });
 
   it("after an idle spell past the TTL, its last holder takes it back in the same epoch", async () => {
