@@ -18,8 +18,8 @@ export interface Check {
   /** The measured value: a ratio (higher is better) unless `unit` says otherwise. */
   value: number;
   target: number;
-  /** "×" for ratios that must reach the target; "s", "ms" or "MB" for values that must stay at or under it. */
-  unit: "×" | "s" | "ms" | "MB";
+  /** "×" for ratios that must reach the target; the other units for values that must stay at or under it. */
+  unit: "×" | "s" | "ms" | "MB" | "%" | "req/s";
   /** What the ratio is made of, for the reader. */
   detail: string;
 }
@@ -33,14 +33,19 @@ function num(v: number, digits: number): string {
 function formatValue(c: Check): string {
   return c.unit === "×"
     ? `${num(c.value, 2)}×`
-    : `${num(c.value, c.unit === "s" ? 3 : 0)} ${c.unit}`;
+    : `${num(c.value, c.unit === "s" ? 3 : c.unit === "%" ? 2 : 0)} ${c.unit}`;
 }
 
 function formatTarget(c: Check): string {
   return c.unit === "×" ? `≥ ${c.target}×` : `≤ ${c.target} ${c.unit}`;
 }
 
-export function markdown(header: string[], results: Measure[], checks: Check[]): string {
+export function markdown(
+  header: string[],
+  results: Measure[],
+  checks: Check[],
+  notes: string[] = [],
+): string {
   const rows = results.map((m) => {
     const cpu = m.cpuSeconds === undefined ? "—" : num((m.cpuSeconds * 1000) / m.objects, 2);
     return `| ${m.scenario} | ${m.tool} | ${num(m.objects / m.seconds, 0)} | ${num(m.bytes / 1e6 / m.seconds, 1)} | ${num(m.seconds, 2)} | ${cpu} | ${num(m.peakRssMb, 0)} |`;
@@ -60,6 +65,7 @@ export function markdown(header: string[], results: Measure[], checks: Check[]):
     "|---|---|---|---|---|",
     ...targets,
     "",
+    ...(notes.length > 0 ? [...notes, ""] : []),
   ].join("\n");
 }
 
