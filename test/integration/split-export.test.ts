@@ -171,6 +171,44 @@ describe("one lane's big export shared by the consumer group (work items)", () =
     );
   });
 
+  it("regression: items that take longer than a Kafka session are each delivered once (no heartbeat dropped the worker)", async () => {
+    const repo = await createRepo(stack, "splitlong");
+    const bucket = await createBucket(stack, "splitlong");
+    const topics = {
+      topic: uniqueName("commits"),
+      group: uniqueName("g"),
+      work: uniqueName("work"),
+    };
+    // Every write held 800 ms: an item of about 100 objects, 8 at a time, takes some 10 s,
+    // past the 6 s session. kafkajs heartbeats only between messages.
+    const slow = await startScriptedProxy(stack.env.AWS_ENDPOINT_URL, (method) =>
+      method === "PUT" ? { delayMs: 800 } : undefined,
+    );
+    try {
+      const ds = [0, 1].map(() =>
+        start(repo, bucket, topics, undefined, { AWS_ENDPOINT_URL: slow.url }),
+      );
+      const urls = await Promise.all(ds.map((d) => daemonAddress(d)));
+      await inGroup(urls);
+      const head = await commitMany(stack, repo, "main", tableObjects(400, "long"));
+      await Promise.any(urls.map((u) => waitForExported(u, repo, "main", head, 180_000)));
+      await assertMirrorEqual(stack, repo, head, bucket, "main/");
+      const starts = new Map<string, number>();
+      for (const d of ds)
+        for (const line of d.output().split("\n"))
+          if (line.includes('"work item started"')) {
+            const j = JSON.parse(line) as { item: string; attempt: number };
+            const k = `${j.item}@${j.attempt}`;
+            starts.set(k, (starts.get(k) ?? 0) + 1);
+          }
+      assert.ok(starts.size > 3, `items ran: ${starts.size}`);
+      const twice = [...starts].filter(([, n]) => n > 1);
+      assert.deepEqual(twice, [], "an item delivered again was copied again");
+    } finally {
+      await slow.close();
+    }
+  });
+
   it("kill -9 of a worker mid-export: its items are done by the other daemon", async () => {
     const repo = await createRepo(stack, "splitkill");
     const bucket = await createBucket(stack, "splitkill");
