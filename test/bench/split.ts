@@ -47,6 +47,8 @@ interface BenchDaemon {
 /** The per-key and per-second view of the S3 requests that passed the proxy. */
 class Traffic {
   readonly puts = new Map<string, number>();
+  /** Requests the daemons sent to lakeFS. */
+  lakefs = 0;
   /** Requests by whole second since `t0`. */
   readonly perSecond: number[] = [];
   /** Of those, writes of mirrored objects (what the caps count, with their retries). */
@@ -102,6 +104,7 @@ class Traffic {
 
   reset(): void {
     this.puts.clear();
+    this.lakefs = 0;
     this.perSecond.length = 0;
     this.writesPerSecond.length = 0;
     this.refusedBy.length = 0;
@@ -113,9 +116,18 @@ class Traffic {
 const logDir = mkdtempSync(join(tmpdir(), "lakefs-mirror-bench-split-"));
 let spawned = 0;
 
-function spawnBenchDaemon(stack: Stack, file: string, s3: string): BenchDaemon {
+function spawnBenchDaemon(
+  stack: Stack,
+  file: string,
+  ends: { s3: string; lakefs: string },
+): BenchDaemon {
   const child = spawn(process.execPath, [...binNodeFlags, cliEntry, "run", "--config", file], {
-    env: { ...daemonEnv(stack), AWS_ENDPOINT_URL: s3, LOG_LEVEL: "info" },
+    env: {
+      ...daemonEnv(stack),
+      AWS_ENDPOINT_URL: ends.s3,
+      LAKEFS_ENDPOINT: ends.lakefs,
+      LOG_LEVEL: "info",
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -161,8 +173,18 @@ async function until<T>(
   }
 }
 
-/** A group of daemons sharing one commit topic, one work topic and one consumer group. */
-function group(stack: Stack, repo: string, bucket: string, s3: string, cap?: number) {
+/**
+ * A group of daemons sharing one commit topic, one work topic (unless `split` is false: then
+ * every export runs whole in one daemon) and one consumer group.
+ */
+function group(
+  stack: Stack,
+  repo: string,
+  bucket: string,
+  ends: { s3: string; lakefs: string },
+  opts: { cap?: number; split?: boolean } = {},
+) {
+  const { cap, split = true } = opts;
   const topics = { topic: uniqueName("bench-commits"), groupId: uniqueName("bench-g") };
   const work = uniqueName("bench-work");
   const members: BenchDaemon[] = [];
@@ -175,7 +197,7 @@ function group(stack: Stack, repo: string, bucket: string, s3: string, cap?: num
         kafka: {
           brokers: stack.env.KAFKA_BROKERS.split(","),
           ...topics,
-          workTopic: work,
+          ...(split ? { workTopic: work } : {}),
           sessionTimeoutMs: 6_000,
           heartbeatIntervalMs: 1_000,
           partitions: 6,
@@ -196,7 +218,7 @@ function group(stack: Stack, repo: string, bucket: string, s3: string, cap?: num
         },
       },
     });
-    const d = spawnBenchDaemon(stack, file, s3);
+    const d = spawnBenchDaemon(stack, file, ends);
     members.push(d);
     return d;
   };
@@ -254,6 +276,14 @@ export async function benchSplit(b: SplitBenchInput): Promise<void> {
     },
   });
   proxy.setLag(LAG_MS);
+  // lakeFS's side: requests counted, nothing held or refused.
+  const lakefsProxy = await startFaultInjectingProxy(stack.env.LAKEFS_ENDPOINT, {
+    flavor: "lakefs",
+    onRequest: () => {
+      traffic.lakefs++;
+      return undefined;
+    },
+  });
   const scenario = `(g) first export, ${OBJECTS} objects, S3 +${LAG_MS} ms, concurrency ${CONCURRENCY}`;
 
   /** Creates the branch (a new lane) and waits for its SUCCESS; the mirror is then compared. */
@@ -272,17 +302,40 @@ export async function benchSplit(b: SplitBenchInput): Promise<void> {
     const seconds = (Date.now() - t0) / 1000;
     if (!status.endsWith("_SUCCESS")) throw new Error(`bench (g): ${branch} ended in ${status}`);
     await assertEqualToCommit(stack, repo, head, bucket, `${branch}/`);
-    return { seconds, ...traffic.copies(`${branch}/`) };
+    const requests = traffic.perSecond.reduce((n, m) => n + (m ?? 0), 0);
+    return { seconds, requests, lakefs: traffic.lakefs, ...traffic.copies(`${branch}/`) };
   };
 
-  const record = (tool: string, seconds: number, daemons: BenchDaemon[]) => {
+  const record = (
+    tool: string,
+    r: { seconds: number; requests: number; lakefs: number },
+    daemons: BenchDaemon[],
+  ) => {
+    const seconds = r.seconds;
+    b.notes.push(
+      `- (g) ${tool}: ${(r.requests / OBJECTS).toFixed(3)} S3 requests and ${(r.lakefs / OBJECTS).toFixed(3)} lakeFS requests per object, everything the daemons sent while the row ran`,
+    );
     // Wall time, and the highest peak RSS of the group's daemons (they share the CPU with the
     // servers, so CPU seconds are left out).
     const peakRssMb = Math.max(0, ...daemons.map((d) => d.peakRssMb()));
     b.results.push({ scenario, tool, objects: OBJECTS, bytes, seconds, peakRssMb });
     process.stderr.write(`${scenario} | ${tool}: ${seconds.toFixed(2)} s\n`);
   };
-  const plain = group(stack, repo, bucket, proxy.url);
+  const ends = { s3: proxy.url, lakefs: lakefsProxy.url };
+  // The same export without a work topic: one daemon, not split (the baseline of the costs).
+  const whole = group(stack, repo, bucket, ends, { split: false });
+  try {
+    whole.start();
+    await whole.formed();
+    record(
+      "lakefs-mirror, 1 daemon, no work topic (not split)",
+      await exportBranch("run-0-whole"),
+      whole.live(),
+    );
+  } finally {
+    await whole.stop();
+  }
+  const plain = group(stack, repo, bucket, ends);
   const wall: number[] = [];
   try {
     for (const n of [1, 2, 3]) {
@@ -290,13 +343,13 @@ export async function benchSplit(b: SplitBenchInput): Promise<void> {
       await plain.formed();
       const r = await exportBranch(`run-${n}-daemons`);
       wall.push(r.seconds);
-      record(`lakefs-mirror, ${n} daemon${n > 1 ? "s" : ""}`, r.seconds, plain.live());
+      record(`lakefs-mirror, ${n} daemon${n > 1 ? "s" : ""}`, r, plain.live());
       b.checks.push({
         label: `(g) duplicate copies, ${n} daemon${n > 1 ? "s" : ""}`,
         value: (100 * r.duplicates) / OBJECTS,
         target: 1,
         unit: "%",
-        detail: `${r.duplicates} writes beyond the first of ${r.keys} keys, counted at the proxy`,
+        detail: `${r.duplicates} writes beyond the first of ${r.keys} keys, counted at the proxy; ${(r.requests / OBJECTS).toFixed(3)} S3 and ${(r.lakefs / OBJECTS).toFixed(3)} lakeFS requests per object in all`,
       });
     }
     b.checks.push({
@@ -324,7 +377,7 @@ export async function benchSplit(b: SplitBenchInput): Promise<void> {
       killed = `worker pid ${worker.child.pid} killed at ${traffic.copies(`${branch}/`).keys} objects`;
     });
     if (!killed) throw new Error("bench (g): the kill row never found a worker to kill");
-    record("lakefs-mirror, 3 daemons, kill -9 of a worker", k.seconds, plain.live());
+    record("lakefs-mirror, 3 daemons, kill -9 of a worker", k, plain.live());
     b.checks.push({
       label: "(g) duplicate copies, 3 daemons, one killed",
       value: (100 * k.duplicates) / OBJECTS,
@@ -337,7 +390,7 @@ export async function benchSplit(b: SplitBenchInput): Promise<void> {
   }
 
   // A 503 storm on the writes, under a group-wide request cap.
-  const capped = group(stack, repo, bucket, proxy.url, CAP);
+  const capped = group(stack, repo, bucket, ends, { cap: CAP });
   try {
     for (let i = 0; i < 3; i++) capped.start();
     await capped.formed();
@@ -353,7 +406,7 @@ export async function benchSplit(b: SplitBenchInput): Promise<void> {
       }
     });
     proxy.setRates({});
-    record(`lakefs-mirror, 3 daemons, cap ${CAP} req/s, 503 storm`, r.seconds, capped.live());
+    record(`lakefs-mirror, 3 daemons, cap ${CAP} writes/s, 503 storm`, r, capped.live());
     const rates = Array.from(traffic.perSecond, (n) => n ?? 0);
     const writes = Array.from({ length: rates.length }, (_, s) => traffic.writesPerSecond[s] ?? 0);
     // The first and last whole seconds are partial.
@@ -375,6 +428,7 @@ export async function benchSplit(b: SplitBenchInput): Promise<void> {
     await capped.stop();
     proxy.setRates({});
     await proxy.close();
+    await lakefsProxy.close();
   }
 }
 
