@@ -284,6 +284,10 @@ export async function benchSplit(b: SplitBenchInput): Promise<void> {
       return undefined;
     },
   });
+  b.notes.push(
+    `(g) ran its daemons with export.concurrency ${CONCURRENCY}, work.itemsInParallel 1, work.itemObjects 1000, work.splitAbove 2000, lease.ttlSeconds 8 (the Flags line above is for the other rows); each row's costs:`,
+    "",
+  );
   const scenario = `(g) first export, ${OBJECTS} objects, S3 +${LAG_MS} ms, concurrency ${CONCURRENCY}`;
 
   /** Creates the branch (a new lane) and waits for its SUCCESS; the mirror is then compared. */
