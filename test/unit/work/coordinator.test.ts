@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import { it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import pino from "pino";
+import { loadConfig } from "../../../src/config.ts";
+import type { Config } from "../../../src/config.ts";
+import type { Destination } from "../../../src/destination/destination.ts";
+import type { Exporter, ExportResult } from "../../../src/export/exporter.ts";
+import { noProgress } from "../../../src/export/task.ts";
+import type { LakefsClient } from "../../../src/lakefs/client.ts";
+import type { Lease } from "../../../src/lease/lease.ts";
+import { Coordinator } from "../../../src/work/coordinator.ts";
+import type { Split } from "../../../src/work/coordinator.ts";
+import { recordPath } from "../../../src/work/items.ts";
+import type { ItemRecord, WorkItem } from "../../../src/work/items.ts";
+import type { WorkQueue } from "../../../src/work/queue.ts";
+import type { WorkWorker } from "../../../src/work/worker.ts";
+
+/** The run's records, as a store would keep them: text by path, listed in key order. */
+class RecordStore {
+  readonly texts = new Map<string, string>();
+  describe(path = ""): string {
+    return `mem://records/${path}`;
+  }
+  getText(path: string): Promise<string | undefined> {
+    return Promise.resolve(this.texts.get(path));
+  }
+  putText(path: string, text: string): Promise<void> {
+    this.texts.set(path, text);
+    return Promise.resolve();
+  }
+  deleteBatch(paths: string[]): Promise<string[]> {
+    for (const p of paths) this.texts.delete(p);
+    return Promise.resolve([]);
+  }
+  async *list(prefix: string): AsyncGenerator<{ path: string }[]> {
+    await Promise.resolve();
+    yield [...this.texts.keys()]
+      .filter((k) => k.startsWith(prefix))
+      .sort()
+      .map((path) => ({ path }));
+  }
+}
+
+const record = (item: WorkItem, error: string | null): ItemRecord => ({
+  format: 1,
+  run: item.run,
+  id: item.id,
+  range: item.range,
+  children: [],
+  handedOn: true,
+  epoch: item.epoch,
+  issuer: item.issuer,
+  worker: "a worker",
+  attempt: item.attempt,
+  progress: noProgress(),
+  failures: [],
+  undone: [],
+  deferred: [],
+  error,
+  finishedAt: new Date().toISOString(),
+});
+
+it("regression: the owner's own item whose done record an earlier attempt's error record overwrote ends the run (the lane hung)", async () => {
+  const base = loadConfig({ env: {}, file: undefined });
+  // Windows of milliseconds: one issue, then the owner does the item itself.
+  const config: Config = {
+    ...base,
+    work: {
+      ...base.work,
+      itemTimeoutSeconds: 0.05,
+      maxItemAttempts: 1,
+      pollMs: 20,
+      leaseViewMs: 5,
+    },
+    lease: { ...base.lease, ttlSeconds: 0.03 },
+  };
+  const store = new RecordStore();
+  const issued: WorkItem[] = [];
+  // Injected fault: Kafka takes the items and never delivers them (a slow or stuck group).
+  const queueThatNeverDelivers = {
+    issue: (items: readonly WorkItem[]) => {
+      issued.push(...items);
+      return Promise.resolve();
+    },
+  };
+  // The owner's local run writes a done record; the worker of the first issue (attempt 0),
+  // slow, then fails and writes its error record over it.
+  const worker = {
+    run: async (item: WorkItem) => {
+      const path = recordPath(item.run, item.id);
+      await store.putText(path, JSON.stringify(record(item, null)));
+      const first = issued.find((i) => i.id === item.id)!;
+      await store.putText(path, JSON.stringify(record(first, "lakeFS answered 503 after retries")));
+      return "recorded" as const;
+    },
+  };
+  let finished = false;
+  const exporter = {
+    finishParts: () => {
+      finished = true;
+      return Promise.resolve({ status: "FAILURE" } as ExportResult);
+    },
+  };
+  const lease = {
+    epoch: 3,
+    openRun: () => Promise.resolve(),
+    closeRun: () => Promise.resolve(),
+  };
+  const lakefs = { listLevel: () => Promise.resolve({ results: [], hasMore: false }) };
+  const coordinator = new Coordinator({
+    lakefs: lakefs as unknown as LakefsClient,
+    config,
+    logger: pino({ level: "silent" }),
+    queue: queueThatNeverDelivers as unknown as WorkQueue,
+    worker: worker as unknown as WorkWorker,
+    owner: () => "the owner",
+  });
+  const split: Split = {
+    run: "r1",
+    key: "k",
+    kind: "cover",
+    from: ["c0"],
+    retry: [],
+    head: "c1",
+    resumed: false,
+  };
+  const ended = coordinator.run(
+    split,
+    {
+      lane: { repository: "repo", branch: "main" },
+      dest: store as unknown as Destination,
+      exporter: exporter as unknown as Exporter,
+      lease: lease as unknown as Lease,
+    },
+    () => Promise.resolve(),
+    AbortSignal.timeout(10_000),
+  );
+  const outcome = await Promise.race([ended.then(() => "ended"), sleep(5_000, "still polling")]);
+  assert.equal(outcome, "ended");
+  assert.ok(finished, "later rounds and the status file were reached");
+  assert.equal(issued.length, 1, "issued once, then done by the owner");
+});
