@@ -20,8 +20,9 @@ import { Metrics } from "./metrics.ts";
 import { Ownership } from "./ownership.ts";
 import type { OwnershipView } from "./ownership.ts";
 import { Reconciler } from "./reconciler.ts";
-import { Scheduler, parseLaneId } from "./scheduler.ts";
-import type { Lane } from "./scheduler.ts";
+import { parseLaneId } from "./lane.ts";
+import type { Lane } from "./lane.ts";
+import { Scheduler } from "./scheduler.ts";
 
 export interface LaneStatus {
   repository: string;
@@ -134,6 +135,7 @@ export class Daemon {
       config,
       logger: logger.child({ component: "lane" }),
       owner: () => this.owner,
+      progressed: (lane) => this.scheduler.progressed(lane),
     });
     this.scheduler = new Scheduler({
       ...config.scheduler,

@@ -5,7 +5,8 @@ import type { HookEvent } from "../lakefs/types.ts";
 import type { CheckpointStore } from "./checkpoint.ts";
 import { resolveDestination } from "./lane-sync.ts";
 import type { Metrics } from "./metrics.ts";
-import type { Lane, Scheduler } from "./scheduler.ts";
+import type { Lane } from "./lane.ts";
+import type { Scheduler } from "./scheduler.ts";
 
 /** Events that move a branch HEAD, create a branch, or end one. */
 export const handledEvents = [

@@ -1,5 +1,5 @@
 import type { LakefsClient } from "../lakefs/client.ts";
-import type { Lane } from "./scheduler.ts";
+import type { Lane, LaneLag } from "./lane.ts";
 
 /** Commits walked back from HEAD looking for the mirrored one before giving up. */
 const LAG_SCAN_LIMIT = 1000;
@@ -55,14 +55,34 @@ export async function observeLag(
   signal?: AbortSignal,
 ): Promise<{ commitsBehind: number; lagSeconds: number }> {
   const lag = await measureLag(lakefs, lane.repository, mirrored, head, signal);
-  lane.headCommit = head;
+  const l = lagOf(lane);
+  l.headCommit = head;
   if (lag.commitsBehind === 0) {
-    lane.behindSince = undefined;
+    l.behindSince = undefined;
   } else {
-    lane.behindSince ??= new Date();
-    if (lag.lagSeconds === 0) lag.lagSeconds = (Date.now() - lane.behindSince.getTime()) / 1000;
+    l.behindSince ??= new Date();
+    if (lag.lagSeconds === 0) lag.lagSeconds = (Date.now() - l.behindSince.getTime()) / 1000;
   }
-  lane.commitsBehind = lag.commitsBehind;
-  lane.lagSeconds = lag.lagSeconds;
+  l.commitsBehind = lag.commitsBehind;
+  l.lagSeconds = lag.lagSeconds;
   return lag;
+}
+
+/** The branch's HEAD was read as `head`; how far behind that is gets measured by observeLag. */
+export function sawHead(lane: Lane, head: string): void {
+  lagOf(lane).headCommit = head;
+}
+
+/** The mirror was found to hold `head`, the branch's HEAD: nothing behind. */
+export function caughtUp(lane: Lane, head: string): void {
+  const l = lagOf(lane);
+  l.headCommit = head;
+  l.commitsBehind = 0;
+  l.lagSeconds = 0;
+  l.behindSince = undefined;
+}
+
+/** This module's own part of a lane, the one it writes (see lane.ts). */
+function lagOf(lane: Lane): LaneLag {
+  return lane;
 }

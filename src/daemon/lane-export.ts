@@ -5,7 +5,7 @@ import { parseDeleteLimit } from "../export/reconcile.ts";
 import { ourRecords } from "../ledger/ledger.ts";
 import type { Ledger, Plan } from "../ledger/ledger.ts";
 import type { Coordinator, Split, SplitLane } from "../work/coordinator.ts";
-import type { Lane } from "./scheduler.ts";
+import type { Lane } from "./lane.ts";
 
 export interface LaneExportInput {
   lane: Lane;

@@ -27,12 +27,13 @@ import {
 import type { Ledger, Plan } from "../ledger/ledger.ts";
 import type { LedgerStore } from "../ledger/ledger-store.ts";
 import type { CheckpointStore } from "./checkpoint.ts";
-import { observeLag } from "./lag.ts";
+import { observeLag, sawHead } from "./lag.ts";
 import { exportLane } from "./lane-export.ts";
 import { checkLease, loadLane } from "./lane-load.ts";
 import type { LaneLoadDeps } from "./lane-load.ts";
 import type { Metrics } from "./metrics.ts";
-import type { Lane, LaneOutcome } from "./scheduler.ts";
+import type { Lane, LaneRecord } from "./lane.ts";
+import type { LaneOutcome } from "./scheduler.ts";
 import type { Coordinator, Split } from "../work/coordinator.ts";
 
 export { resolveDestination } from "../config-mirrors.ts";
@@ -47,6 +48,8 @@ export interface LaneSyncDeps {
   logger: Logger;
   /** This daemon's name in destination leases (known once the checkpoint store is open). */
   owner: () => string;
+  /** A task of the lane's export ended: tells the scheduler the export is moving. */
+  progressed: (lane: Lane) => void;
   /** Shares big exports with the consumer group (kafka.workTopic); absent: every export runs here. */
   work?: Coordinator | undefined;
 }
@@ -150,7 +153,7 @@ export class LaneSync {
       }
       throw err;
     }
-    lane.headCommit = head;
+    sawHead(lane, head);
     const ctx = this.#context(lane);
     // About to take the lease with no state of the lane loaded: a lease of another lane there
     // is an overlap, found before this lane's lease overwrites it.
@@ -167,11 +170,11 @@ export class LaneSync {
       } catch (err) {
         if (!(err instanceof LeaseHeldError)) throw err;
         metrics.lease("held_elsewhere");
-        lane.lastError = err.message;
         // Nothing exported: the events that asked for this run are not covered yet.
         return {
           retryAt: new Date(Math.max(err.expiresAt.getTime(), Date.now()) + 1000),
           covered: false,
+          error: err.message,
         };
       }
     }
@@ -191,7 +194,6 @@ export class LaneSync {
       // Nothing to write. Any pending event is covered: its commit is this HEAD or an older one.
       await this.#d.checkpoint.putLedger(lane.id, JSON.stringify(ctx.ledger), started);
       if (plan.kind === "wait") return { retryAt: plan.until };
-      lane.lastError = undefined;
       return "done";
     }
     // Pending events recorded before HEAD was read are covered by an export to it; one that
@@ -231,19 +233,18 @@ export class LaneSync {
         (err: unknown) => log.warn({ err }, "could not prune old status files"),
       );
     if (result.status === "SUCCESS") {
-      lane.lastError = undefined;
       log.info(line, "export finished");
       await prune();
       return "done";
     }
-    lane.lastError = `${result.failed} failed: ${result.failureLines[0] ?? ""}`;
+    const error = `${result.failed} failed: ${result.failureLines[0] ?? ""}`;
     log.error(line, "export failed");
     if (result.unfinished === undefined) {
       // Too many failures to track one by one, or a refusal: the whole attempt is retried.
-      throw new ExportFailedError(`export to ${head} wrote ${result.statusKey}: ${lane.lastError}`);
+      throw new ExportFailedError(`export to ${head} wrote ${result.statusKey}: ${error}`);
     }
     await prune();
-    return ledger.retry ? { retryAt: new Date(ledger.retry.notBefore) } : "done";
+    return ledger.retry ? { retryAt: new Date(ledger.retry.notBefore), error } : "done";
   }
 
   /** Records the attempt, exports, records the outcome; every write behind the lease's fence. */
@@ -298,7 +299,7 @@ export class LaneSync {
       signal,
     );
     metrics.export(lane, result);
-    lane.lastExportAt = new Date();
+    recordOf(lane).lastExportAt = new Date();
     // A listing that walked the whole prefix and found nothing foreign left makes the prefix
     // the lane's own from now on; one that stopped part-way proves nothing.
     if (mode === "reconcile")
@@ -342,9 +343,7 @@ export class LaneSync {
       logger,
       ...exporterSettings(config),
       // A task ended: the lane's export is moving (the scheduler tells a stalled one by this).
-      onProgress: () => {
-        lane.lastProgressAt = new Date();
-      },
+      onProgress: () => this.#d.progressed(lane),
       // Every write of an export checks that this daemon still holds the destination.
       ...(lease ? { fence: () => lease.assertHeld() } : {}),
     });
@@ -355,9 +354,10 @@ export class LaneSync {
 
   #show(lane: Lane, ctx: LaneContext, ledger: Ledger): void {
     ctx.ledger = ledger;
-    lane.lastExportedCommit = ledger.base ?? undefined;
-    lane.lastSuccessCommit = ledger.lastSuccess ?? undefined;
-    lane.failingPaths = ledger.failed.length;
+    const r = recordOf(lane);
+    r.lastExportedCommit = ledger.base ?? undefined;
+    r.lastSuccessCommit = ledger.lastSuccess ?? undefined;
+    r.failingPaths = ledger.failed.length;
   }
 
   /** Updates the lane's lag against `head` (or the branch's HEAD now) in /status and metrics. */
@@ -385,4 +385,9 @@ export class LaneSync {
     await observeLag(this.#d.lakefs, lane, base, head, signal);
     this.#d.metrics.lane(lane);
   }
+}
+
+/** LaneSync's own part of a lane, the one it writes (see lane.ts). */
+function recordOf(lane: Lane): LaneRecord {
+  return lane;
 }

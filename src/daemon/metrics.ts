@@ -1,7 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { ExportResult } from "../export/exporter.ts";
 import type { PartitionBacklog } from "../kafka/offsets.ts";
-import type { Lane, LaneProgress } from "./scheduler.ts";
+import type { Lane } from "./lane.ts";
+import type { LaneProgress } from "./scheduler.ts";
 
 const laneLabels = ["repository", "branch", "destination"] as const;
 type LaneGauge = Gauge<(typeof laneLabels)[number]>;

@@ -3,7 +3,9 @@ import { LakefsNotFoundError, MirrorError, errorMessage } from "../errors.ts";
 import type { LakefsClient } from "../lakefs/client.ts";
 import type { MirrorRouter } from "./intake.ts";
 import type { Metrics } from "./metrics.ts";
-import type { Lane, Scheduler } from "./scheduler.ts";
+import type { Lane } from "./lane.ts";
+import { caughtUp, sawHead } from "./lag.ts";
+import type { Scheduler } from "./scheduler.ts";
 
 /**
  * Events are hints: lakeFS's post-* hooks are fire-and-forget and a hard reset fires none. So
@@ -125,7 +127,7 @@ export class Reconciler {
         if (!this.#deps.owns(repository, ref.id)) continue;
         for (const key of router.match(repository, ref.id)) {
           const lane = scheduler.lane(key);
-          lane.headCommit = ref.commit_id;
+          sawHead(lane, ref.commit_id);
           // A lane not run yet in this process has no state loaded: running it loads it.
           // Failing paths wait for their own back-off timer, not for this poll.
           const behind =
@@ -142,9 +144,7 @@ export class Reconciler {
                 this.#deps.logger.debug({ err, repository, branch: ref.id }, "lag not measured"),
               );
           } else if (lane.failingPaths === 0) {
-            lane.commitsBehind = 0;
-            lane.lagSeconds = 0;
-            lane.behindSince = undefined;
+            caughtUp(lane, ref.commit_id);
             metrics.lane(lane);
           }
         }

@@ -1,74 +1,16 @@
 import { setMaxListeners } from "node:events";
 import type { Logger } from "pino";
 import { errorMessage } from "../errors.ts";
-
-export type LaneState = "idle" | "queued" | "exporting" | "backoff" | "ended";
-
-export interface LaneKey {
-  repository: string;
-  branch: string;
-  /** The resolved s3:// destination. */
-  destination: string;
-  /** The destination holds nothing but this lane's mirror. */
-  dedicated?: boolean;
-}
-
-export interface Lane extends LaneKey {
-  id: string;
-  dedicated: boolean;
-  state: LaneState;
-  lastExportedCommit: string | undefined;
-  headCommit: string | undefined;
-  commitsBehind: number;
-  lagSeconds: number;
-  /** When this daemon first saw the lane behind its HEAD, until it catches up. */
-  behindSince: Date | undefined;
-  /** The newest commit a SUCCESS status file was written for. */
-  lastSuccessCommit: string | undefined;
-  lastError: string | undefined;
-  /** Paths that failed in the last export and are retried with back-off. */
-  failingPaths: number;
-  /** Consecutive runs that could not complete an export. */
-  failures: number;
-  /** When the lane's last export ended with a status file. */
-  lastExportAt: Date | undefined;
-  /**
-   * When the lane's current or last run last made progress: it started, or a task of its
-   * export ended (the exporter's onProgress). Lease renewals and retries are not progress.
-   */
-  lastProgressAt: Date | undefined;
-  /** Bumped by every event; an export started at sequence s covers every event up to s. */
-  requested: number;
-  covered: number;
-}
-
-/** A lane's id: its key as JSON, which keeps any character of a name apart from the others. */
-export function laneId(key: Pick<LaneKey, "repository" | "branch" | "destination">): string {
-  return JSON.stringify([key.repository, key.branch, key.destination]);
-}
-
-/** The key a lane id was made from; undefined for an id that is not one. */
-export function parseLaneId(
-  id: string,
-): Pick<LaneKey, "repository" | "branch" | "destination"> | undefined {
-  try {
-    const v: unknown = JSON.parse(id);
-    if (Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === "string")) {
-      const [repository, branch, destination] = v as [string, string, string];
-      return { repository, branch, destination };
-    }
-  } catch {
-    // Not JSON: not a lane id.
-  }
-  return undefined;
-}
+import { newLane } from "./lane.ts";
+import type { Lane, LaneKey, LaneSchedule } from "./lane.ts";
 
 /**
  * What a run achieved: the lane is current ("done"), its branch is gone ("ended"), or it is to
  * run again at `retryAt` (sooner if an event comes): current except for failing paths, or, with
- * `covered: false`, not exported at all (another daemon holds the destination for now).
+ * `covered: false`, not exported at all (another daemon holds the destination for now). `error`
+ * says why it is not current; without one, the lane's last error stands.
  */
-export type LaneOutcome = "done" | "ended" | { retryAt: Date; covered?: boolean };
+export type LaneOutcome = "done" | "ended" | { retryAt: Date; covered?: boolean; error?: string };
 
 /** What running a lane means: bring its destination to the branch HEAD. Throws to back off. */
 export type LaneRunner = (lane: Lane, signal: AbortSignal) => Promise<LaneOutcome>;
@@ -137,31 +79,16 @@ export class Scheduler {
   }
 
   lane(key: LaneKey, lastExportedCommit?: string): Lane {
-    const id = laneId(key);
-    let lane = this.lanes.get(id);
-    if (!lane) {
-      lane = {
-        ...key,
-        dedicated: key.dedicated ?? false,
-        id,
-        state: "idle",
-        lastExportedCommit,
-        lastSuccessCommit: undefined,
-        headCommit: undefined,
-        commitsBehind: 0,
-        lagSeconds: 0,
-        behindSince: undefined,
-        lastError: undefined,
-        failingPaths: 0,
-        failures: 0,
-        lastExportAt: undefined,
-        lastProgressAt: undefined,
-        requested: 0,
-        covered: 0,
-      };
-      this.lanes.set(id, lane);
-    }
-    return lane;
+    const made = newLane(key, lastExportedCommit);
+    const lane = this.lanes.get(made.id);
+    if (lane) return lane;
+    this.lanes.set(made.id, made);
+    return made;
+  }
+
+  /** The lane's running export ended a task: it is moving (what tells a stalled one). */
+  progressed(lane: Lane): void {
+    if (lane.state === "exporting") schedule(lane).lastProgressAt = new Date();
   }
 
   /** Whether the lane's export is stalled: exporting, and no progress for the stall time. */
@@ -182,8 +109,9 @@ export class Scheduler {
   /** Asks for the lane to be brought to its HEAD; returns the sequence that a later export covers. */
   notify(lane: Lane): number {
     const seq = ++this.#seq;
-    lane.requested = seq;
-    if (lane.state === "ended") lane.state = "idle";
+    const s = schedule(lane);
+    s.requested = seq;
+    if (s.state === "ended") s.state = "idle";
     if (lane.state === "idle") this.#enqueue(lane);
     return seq;
   }
@@ -200,7 +128,7 @@ export class Scheduler {
 
   #enqueue(lane: Lane): void {
     if (this.#closed) return;
-    lane.state = "queued";
+    schedule(lane).state = "queued";
     this.#queue.push(lane.id);
     this.#pump();
   }
@@ -260,9 +188,10 @@ export class Scheduler {
   }
 
   async #runOnce(lane: Lane): Promise<void> {
-    lane.state = "exporting";
+    const s = schedule(lane);
+    s.state = "exporting";
     // Starting is progress: the stall time counts from here until a task ends.
-    lane.lastProgressAt = new Date();
+    s.lastProgressAt = new Date();
     const startedAt = lane.requested;
     const own = new AbortController();
     this.#runs.set(lane.id, own);
@@ -274,15 +203,16 @@ export class Scheduler {
   }
 
   async #attempt(lane: Lane, startedAt: number, own: AbortSignal): Promise<void> {
+    const s = schedule(lane);
     try {
       const signal = AbortSignal.any([this.#abort.signal, own]);
       // Every request of the lane's export listens on it.
       setMaxListeners(0, signal);
       const outcome = await this.#o.run(lane, signal);
       if (!this.lanes.has(lane.id)) return;
-      lane.failures = 0;
+      s.failures = 0;
       if (typeof outcome !== "object" || outcome.covered !== false) {
-        lane.covered = startedAt;
+        s.covered = startedAt;
         this.#release(lane);
       }
       if (outcome === "ended") {
@@ -290,38 +220,42 @@ export class Scheduler {
         // during the run may be for a branch of the same name created again: it runs again.
         // Otherwise the lane is dropped, so that branch churn does not grow memory; a later
         // event makes a new one.
-        if (lane.requested > startedAt) {
-          lane.state = "idle";
+        if (s.requested > startedAt) {
+          s.state = "idle";
           this.#enqueue(lane);
           return;
         }
-        lane.state = "ended";
+        s.state = "ended";
         this.#drop(lane);
         return;
       }
-      lane.state = "idle";
-      if (typeof outcome === "object") this.#wakeAt(lane, outcome.retryAt);
-      else lane.lastError = undefined;
+      s.state = "idle";
+      if (typeof outcome === "object") {
+        if (outcome.error !== undefined) s.lastError = outcome.error;
+        this.#wakeAt(lane, outcome.retryAt);
+      } else {
+        s.lastError = undefined;
+      }
       // Events that arrived during the export: one more run covers them all.
-      if (lane.requested > startedAt) this.#enqueue(lane);
+      if (s.requested > startedAt) this.#enqueue(lane);
     } catch (err) {
       if (this.#closed || !this.lanes.has(lane.id)) {
-        lane.state = "idle";
+        s.state = "idle";
         return;
       }
-      lane.failures++;
-      lane.lastError = errorMessage(err);
+      s.failures++;
+      s.lastError = errorMessage(err);
       const base = Math.min(
         this.#o.retryMaxSeconds,
-        this.#o.retryBaseSeconds * 2 ** (lane.failures - 1),
+        this.#o.retryBaseSeconds * 2 ** (s.failures - 1),
       );
       const delay = base * (0.5 + Math.random() / 2);
-      lane.state = "backoff";
+      s.state = "backoff";
       this.#o.logger.warn(
         {
           repository: lane.repository,
           branch: lane.branch,
-          err: lane.lastError,
+          err: s.lastError,
           retryInSeconds: Math.round(delay),
         },
         "lane export failed; backing off",
@@ -416,4 +350,9 @@ export class Scheduler {
       await running;
     }
   }
+}
+
+/** The scheduler's own part of a lane, the one it writes (see lane.ts). */
+function schedule(lane: Lane): LaneSchedule {
+  return lane;
 }

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import pino from "pino";
 import { Scheduler } from "../../../src/daemon/scheduler.ts";
-import type { Lane } from "../../../src/daemon/scheduler.ts";
+import type { LaneOutcome } from "../../../src/daemon/scheduler.ts";
+import type { Lane } from "../../../src/daemon/lane.ts";
 
 const logger = pino({ level: "silent" });
 const key = (branch: string) => ({ repository: "repo", branch, destination: `s3://b/${branch}/` });
@@ -101,6 +102,39 @@ describe("scheduler", () => {
     await s.covered(lane, seq);
     assert.equal(calls, 2);
     assert.equal(lane.lastError, undefined);
+    await s.close(0);
+  });
+
+  it("keeps the error a run reports until a run leaves the lane current", async (t) => {
+    t.mock.timers.enable({ apis: ["setTimeout"] });
+    // Made when each run ends: the timers are mocked, the clock is not.
+    const outcomes: (() => LaneOutcome)[] = [
+      () => ({ retryAt: new Date(Date.now() + 1_000), error: "1 failed: a.parquet" }),
+      // A run that only waits for the failing path's back-off says nothing new.
+      () => ({ retryAt: new Date(Date.now() + 1_000) }),
+      () => "done",
+    ];
+    const s = new Scheduler({
+      maxParallelLanes: 1,
+      retryBaseSeconds: 1,
+      retryMaxSeconds: 1,
+      logger,
+      run: () => Promise.resolve(outcomes.shift()!()),
+    });
+    const lane = s.lane(key("main"));
+    s.notify(lane);
+    await tick();
+    assert.equal(lane.state, "idle");
+    assert.equal(lane.lastError, "1 failed: a.parquet");
+    t.mock.timers.tick(1_000);
+    await tick();
+    assert.equal(outcomes.length, 1, "the second run came at its retry time");
+    assert.equal(lane.lastError, "1 failed: a.parquet");
+    t.mock.timers.tick(1_000);
+    await tick();
+    assert.equal(outcomes.length, 0);
+    assert.equal(lane.lastError, undefined);
+    assert.equal(lane.failures, 0);
     await s.close(0);
   });
 
@@ -203,8 +237,8 @@ describe("scheduler: exports without progress", () => {
     assert.equal(said("lane export is making no progress"), 1, JSON.stringify(lines));
     assert.ok(lines[0]!.secondsWithoutProgress! >= 10);
 
-    // A task of the export ended (what the exporter's onProgress records).
-    lane.lastProgressAt = new Date();
+    // A task of the export ended (what the exporter's onProgress tells the scheduler).
+    s.progressed(lane);
     assert.deepEqual(s.progressOf(lane), { secondsWithoutProgress: 0, stalled: false });
     t.mock.timers.tick(3_000);
     assert.equal(said("lane export is making progress again"), 1);
@@ -215,6 +249,11 @@ describe("scheduler: exports without progress", () => {
     await tick();
     await tick();
     assert.equal(lane.state, "idle");
+    // A late progress report of a run that ended is not progress of the lane.
+    const last = lane.lastProgressAt?.getTime();
+    t.mock.timers.tick(5_000);
+    s.progressed(lane);
+    assert.equal(lane.lastProgressAt?.getTime(), last);
     t.mock.timers.tick(60_000);
     assert.deepEqual(s.progressOf(lane), { secondsWithoutProgress: 0, stalled: false });
     assert.equal(said("lane export is making no progress"), 1);
