@@ -12,6 +12,7 @@ import type { Lease } from "../../../src/lease/lease.ts";
 import { Coordinator } from "../../../src/work/coordinator.ts";
 import type { Split } from "../../../src/work/coordinator.ts";
 import { recordPath } from "../../../src/work/items.ts";
+import { WHOLE, itemId } from "../../../src/work/ranges.ts";
 import type { ItemRecord, WorkItem } from "../../../src/work/items.ts";
 import type { WorkQueue } from "../../../src/work/queue.ts";
 import type { WorkWorker } from "../../../src/work/worker.ts";
@@ -61,20 +62,78 @@ const record = (item: WorkItem, error: string | null): ItemRecord => ({
   finishedAt: new Date().toISOString(),
 });
 
-it("regression: the owner's own item whose done record an earlier attempt's error record overwrote ends the run (the lane hung)", async () => {
+/** Windows of milliseconds: polls every 20 ms, the lease's view lapses in 5. */
+function fastConfig(work: Partial<Config["work"]>): Config {
   const base = loadConfig({ env: {}, file: undefined });
-  // Windows of milliseconds: one issue, then the owner does the item itself.
-  const config: Config = {
+  return {
     ...base,
-    work: {
-      ...base.work,
-      itemTimeoutSeconds: 0.05,
-      maxItemAttempts: 1,
-      pollMs: 20,
-      leaseViewMs: 5,
-    },
+    work: { ...base.work, pollMs: 20, leaseViewMs: 5, ...work },
     lease: { ...base.lease, ttlSeconds: 0.03 },
   };
+}
+
+/**
+ * A coordinator of one split run over an empty commit (one item: the whole key space), with the
+ * queue and the owner's own worker given; resolves with how the run ended within 5 s.
+ */
+async function runOne(opts: {
+  config: Config;
+  store: RecordStore;
+  queue: Pick<WorkQueue, "issue">;
+  worker: Pick<WorkWorker, "run">;
+  resumed: boolean;
+}): Promise<{ outcome: "ended" | "still polling"; finished: boolean }> {
+  let finished = false;
+  const exporter = {
+    finishParts: () => {
+      finished = true;
+      return Promise.resolve({ status: "FAILURE" } as ExportResult);
+    },
+  };
+  const lease = {
+    epoch: 3,
+    openRun: () => Promise.resolve(),
+    closeRun: () => Promise.resolve(),
+  };
+  const lakefs = { listLevel: () => Promise.resolve({ results: [], hasMore: false }) };
+  const coordinator = new Coordinator({
+    lakefs: lakefs as unknown as LakefsClient,
+    config: opts.config,
+    logger: pino({ level: "silent" }),
+    queue: opts.queue as WorkQueue,
+    worker: opts.worker as WorkWorker,
+    owner: () => "the owner",
+  });
+  const split: Split = {
+    run: "r1",
+    key: "k",
+    kind: "cover",
+    from: ["c0"],
+    retry: [],
+    head: "c1",
+    resumed: opts.resumed,
+  };
+  const ended = coordinator.run(
+    split,
+    {
+      lane: { repository: "repo", branch: "main" },
+      dest: opts.store as unknown as Destination,
+      exporter: exporter as unknown as Exporter,
+      lease: lease as unknown as Lease,
+    },
+    () => Promise.resolve(),
+    AbortSignal.timeout(10_000),
+  );
+  const outcome = await Promise.race([
+    ended.then(() => "ended" as const),
+    sleep(5_000, "still polling" as const),
+  ]);
+  return { outcome, finished };
+}
+
+it("regression: the owner's own item whose done record an earlier attempt's error record overwrote ends the run (the lane hung)", async () => {
+  // One issue, then the owner does the item itself.
+  const config = fastConfig({ itemTimeoutSeconds: 0.05, maxItemAttempts: 1 });
   const store = new RecordStore();
   const issued: WorkItem[] = [];
   // Injected fault: Kafka takes the items and never delivers them (a slow or stuck group).
@@ -95,49 +154,60 @@ it("regression: the owner's own item whose done record an earlier attempt's erro
       return "recorded" as const;
     },
   };
-  let finished = false;
-  const exporter = {
-    finishParts: () => {
-      finished = true;
-      return Promise.resolve({ status: "FAILURE" } as ExportResult);
-    },
-  };
-  const lease = {
-    epoch: 3,
-    openRun: () => Promise.resolve(),
-    closeRun: () => Promise.resolve(),
-  };
-  const lakefs = { listLevel: () => Promise.resolve({ results: [], hasMore: false }) };
-  const coordinator = new Coordinator({
-    lakefs: lakefs as unknown as LakefsClient,
+  const { outcome, finished } = await runOne({
     config,
-    logger: pino({ level: "silent" }),
-    queue: queueThatNeverDelivers as unknown as WorkQueue,
-    worker: worker as unknown as WorkWorker,
-    owner: () => "the owner",
-  });
-  const split: Split = {
-    run: "r1",
-    key: "k",
-    kind: "cover",
-    from: ["c0"],
-    retry: [],
-    head: "c1",
+    store,
+    queue: queueThatNeverDelivers,
+    worker,
     resumed: false,
-  };
-  const ended = coordinator.run(
-    split,
-    {
-      lane: { repository: "repo", branch: "main" },
-      dest: store as unknown as Destination,
-      exporter: exporter as unknown as Exporter,
-      lease: lease as unknown as Lease,
-    },
-    () => Promise.resolve(),
-    AbortSignal.timeout(10_000),
-  );
-  const outcome = await Promise.race([ended.then(() => "ended"), sleep(5_000, "still polling")]);
+  });
   assert.equal(outcome, "ended");
   assert.ok(finished, "later rounds and the status file were reached");
   assert.equal(issued.length, 1, "issued once, then done by the owner");
+});
+
+it("an error record of an earlier issuing of the run, same epoch and attempt, is not taken for this issuing's failure", async () => {
+  // The owner restarted under the same name and resumed its run: its epoch is unchanged, and
+  // the store still holds the error record a worker wrote for attempt 0 of the first issuing.
+  const config = fastConfig({ itemTimeoutSeconds: 30, maxItemAttempts: 3 });
+  const store = new RecordStore();
+  const id = itemId("r1", WHOLE);
+  const earlier = {
+    run: "r1",
+    id,
+    range: WHOLE,
+    attempt: 0,
+    epoch: 3,
+    issuer: "the first issuing",
+  } as WorkItem;
+  await store.putText(recordPath("r1", id), JSON.stringify(record(earlier, "cut body")));
+  const issued: WorkItem[] = [];
+  // A worker of the group: takes each item and records it done 300 ms later.
+  const queue = {
+    issue: (items: readonly WorkItem[]) => {
+      issued.push(...items);
+      for (const item of items)
+        setTimeout(() => {
+          void store.putText(recordPath(item.run, item.id), JSON.stringify(record(item, null)));
+        }, 300);
+      return Promise.resolve();
+    },
+  };
+  let ranHere = 0;
+  const worker = {
+    run: () => {
+      ranHere++;
+      return Promise.resolve("recorded" as const);
+    },
+  };
+  const { outcome, finished } = await runOne({ config, store, queue, worker, resumed: true });
+  assert.equal(outcome, "ended");
+  assert.ok(finished);
+  assert.deepEqual(
+    issued.map((i) => [i.id, i.attempt]),
+    [[id, 0]],
+    "issued once: the old error record did not make it issue attempt 1",
+  );
+  assert.notEqual(issued[0]!.issuer, "the first issuing");
+  assert.equal(ranHere, 0, "nor did the owner take the item over");
 });
