@@ -338,10 +338,21 @@ export class Coordinator {
     })();
     localLoop.catch(() => undefined);
     const timeoutMs = config.work.itemTimeoutSeconds * 1000;
+    // When a record of this run last came in, and the records seen so far: while the group
+    // records items, an item waiting in a Kafka backlog behind them is not issued again.
+    let heardAt = Date.now();
+    const heard = new Set<string>();
     try {
       while (pending.size > 0) {
         await sleep(config.work.pollMs, undefined, { signal });
         const records = await readRecords(at.dest, split.run, done, signal);
+        for (const r of records) {
+          const seen = JSON.stringify([r.id, r.issuer, r.attempt, r.worker, r.finishedAt]);
+          if (!heard.has(seen)) {
+            heard.add(seen);
+            heardAt = Date.now();
+          }
+        }
         const again: WorkItem[] = [];
         this.#absorb(records, done, pending, (p, record) => {
           // A failed record of the item's latest issue: issue it again, or do it here.
@@ -364,8 +375,10 @@ export class Coordinator {
             done.set(id, failedRecord(p.item, failed.get(id)!, this.#d.owner()));
             continue;
           }
-          if (p.local || Date.now() - p.issuedAt < timeoutMs || again.some((a) => a.id === id))
-            continue;
+          // Issued again only once the whole run has been quiet for the timeout: a worker that
+          // died leaves its items to the group (Kafka hands them on); this is for the rest.
+          const waited = Date.now() - Math.max(p.issuedAt, heardAt);
+          if (p.local || waited < timeoutMs || again.some((a) => a.id === id)) continue;
           if (p.issues >= config.work.maxItemAttempts) toLocal([p.item]);
           else again.push({ ...p.item, attempt: p.item.attempt + 1 });
         }

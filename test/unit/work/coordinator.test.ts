@@ -73,8 +73,9 @@ function fastConfig(work: Partial<Config["work"]>): Config {
 }
 
 /**
- * A coordinator of one split run over an empty commit (one item: the whole key space), with the
- * queue and the owner's own worker given; resolves with how the run ended within 5 s.
+ * A coordinator of one split run, with the queue and the owner's own worker given; resolves with
+ * how the run ended within 5 s. The commit holds `objects` at its top level (none: one item, the
+ * whole key space).
  */
 async function runOne(opts: {
   config: Config;
@@ -82,6 +83,7 @@ async function runOne(opts: {
   queue: Pick<WorkQueue, "issue">;
   worker: Pick<WorkWorker, "run">;
   resumed: boolean;
+  objects?: string[];
 }): Promise<{ outcome: "ended" | "still polling"; finished: boolean }> {
   let finished = false;
   const exporter = {
@@ -95,7 +97,8 @@ async function runOne(opts: {
     openRun: () => Promise.resolve(),
     closeRun: () => Promise.resolve(),
   };
-  const lakefs = { listLevel: () => Promise.resolve({ results: [], hasMore: false }) };
+  const results = (opts.objects ?? []).map((path) => ({ path, path_type: "object" }));
+  const lakefs = { listLevel: () => Promise.resolve({ results, hasMore: false }) };
   const coordinator = new Coordinator({
     lakefs: lakefs as unknown as LakefsClient,
     config: opts.config,
@@ -210,4 +213,54 @@ it("an error record of an earlier issuing of the run, same epoch and attempt, is
   );
   assert.notEqual(issued[0]!.issuer, "the first issuing");
   assert.equal(ranHere, 0, "nor did the owner take the item over");
+});
+
+it("an item queued behind others is not issued again while the group records items; one lost is, once the run is quiet", async () => {
+  // Three items, one worker of the group that takes them one after another, 150 ms each: the
+  // last is recorded 450 ms after it was issued, past the 200 ms item timeout.
+  const config = fastConfig({ itemTimeoutSeconds: 0.2, maxItemAttempts: 3, initialItems: 3 });
+  const store = new RecordStore();
+  const issued: WorkItem[] = [];
+  let backlog = Promise.resolve();
+  // Injected fault: the first delivery of the item starting at "c" is lost (its worker died
+  // and nothing redelivered it).
+  let lost = 0;
+  const queue = {
+    issue: (items: readonly WorkItem[]) => {
+      issued.push(...items);
+      for (const item of items) {
+        if (item.range.from === "c" && item.attempt === 0) {
+          lost++;
+          continue;
+        }
+        backlog = backlog.then(async () => {
+          await sleep(150);
+          await store.putText(recordPath(item.run, item.id), JSON.stringify(record(item, null)));
+        });
+      }
+      return Promise.resolve();
+    },
+  };
+  const worker = { run: () => Promise.resolve("recorded" as const) };
+  const { outcome, finished } = await runOne({
+    config,
+    store,
+    queue,
+    worker,
+    resumed: false,
+    objects: ["a", "b", "c"],
+  });
+  assert.equal(outcome, "ended");
+  assert.ok(finished);
+  assert.equal(lost, 1);
+  assert.deepEqual(
+    issued.map((i) => [i.range.from, i.attempt]),
+    [
+      ["", 0],
+      ["b", 0],
+      ["c", 0],
+      ["c", 1],
+    ],
+    "only the lost item was issued again",
+  );
 });
