@@ -552,7 +552,7 @@ export const schema = {
       default: 64,
     },
     itemTimeoutSeconds: {
-      doc: "a work item with no record after this long is issued again",
+      doc: "a work item with no record is issued again once its run has had no new record for this long",
       format: "positive-int",
       default: 600,
     },

@@ -35,6 +35,7 @@ import type { Metrics } from "./metrics.ts";
 import type { Lane, LaneRecord } from "./lane.ts";
 import type { LaneOutcome } from "./scheduler.ts";
 import type { Coordinator, Split } from "../work/coordinator.ts";
+import { removeRecords } from "../work/items.ts";
 
 export { resolveDestination } from "../config-mirrors.ts";
 
@@ -272,6 +273,8 @@ export class LaneSync {
       : undefined;
     const split: Split | undefined =
       work && at ? await work.prepare(at, ledger, plan, head, signal) : undefined;
+    // A split run an earlier attempt left unfinished, and this export does not resume.
+    const givenUp = ledger.work && ledger.work.run !== split?.run ? ledger.work.run : undefined;
     const attempt = {
       ...beginAttempt(ledger, head, new Date()),
       epoch: ctx.lease?.epoch ?? null,
@@ -315,6 +318,15 @@ export class LaneSync {
       fence,
     });
     this.#show(lane, ctx, ledger);
+    // Its records go now: this export covered what the run would have done, and its workers,
+    // fenced by an older lease or a run the lease no longer names, write no more. (A split
+    // export removes them itself, with its own.)
+    if (givenUp && !split && fence)
+      await removeRecords(ctx.dest, fence, signal).then(
+        (n) => log.info({ run: givenUp, records: n }, "removed a given-up split export's records"),
+        (err: unknown) =>
+          log.warn({ err, run: givenUp }, "could not remove a given-up split export's records"),
+      );
     return { result, mode };
   }
 

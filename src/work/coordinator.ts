@@ -14,7 +14,7 @@ import type { Lease } from "../lease/lease.ts";
 import type { LaneName } from "../ledger/lane-records.ts";
 import { MAX_FAILED } from "../ledger/ledger.ts";
 import type { FailedPath, Ledger, Plan } from "../ledger/ledger.ts";
-import { parseRecord, readRecords, recordPath, runPrefix } from "./items.ts";
+import { parseRecord, readRecords, recordPath, removeRecords } from "./items.ts";
 import type { ItemRecord, WorkItem } from "./items.ts";
 import { rangeTasks, reconciliation } from "./item-tasks.ts";
 import { WHOLE, describeRange, inRange, itemId } from "./ranges.ts";
@@ -411,7 +411,8 @@ export class Coordinator {
       { items: records.length, workers: [...workers], roundZeroMs, status: result.status },
       "split export finished",
     );
-    await this.#clean(at, split.run, signal).catch((err: unknown) =>
+    // This run's records, and any a given-up run left.
+    await removeRecords(at.dest, () => at.lease.assertHeld(), signal).catch((err: unknown) =>
       log.warn({ err }, "could not remove a split export's records"),
     );
     return result;
@@ -471,17 +472,6 @@ export class Coordinator {
       const item = { ...split, commit: split.head, repository: src.repository, branch: "" };
       for await (const t of rangeTasks(src, item, r.range, signal))
         if (exporter.defers(t, deferDeletes)) yield t;
-    }
-  }
-
-  async #clean(at: SplitLane, run: string, signal: AbortSignal): Promise<void> {
-    const paths: string[] = [];
-    for await (const page of at.dest.list(runPrefix(run), signal))
-      for (const o of page) paths.push(o.path);
-    const batch = at.dest.capabilities.maxDeleteBatch;
-    for (let i = 0; i < paths.length; i += batch) {
-      at.lease.assertHeld();
-      await at.dest.deleteBatch(paths.slice(i, i + batch), signal);
     }
   }
 }

@@ -77,9 +77,32 @@ export interface ItemRecord {
   finishedAt: string;
 }
 
-/** Where a run's records live: beside the ledger, under the reserved prefix. */
+/** Where every run's records live: beside the ledger, under the reserved prefix. */
+const RUNS_PREFIX = `${RESERVED_PREFIX}work/`;
+
+/** Where a run's records live. */
 export function runPrefix(run: string): string {
-  return `${RESERVED_PREFIX}work/${run}/`;
+  return `${RUNS_PREFIX}${run}/`;
+}
+
+/**
+ * Removes the records of every split run of the lane: the one that just ended and any that
+ * was given up (its owner died, or a newer HEAD started another). Only the lane's writer calls
+ * it, once no worker writes for those runs any more; `fence` is checked before each delete.
+ */
+export async function removeRecords(
+  dest: Destination,
+  fence: () => void,
+  signal?: AbortSignal,
+): Promise<number> {
+  const paths: string[] = [];
+  for await (const page of dest.list(RUNS_PREFIX, signal)) for (const o of page) paths.push(o.path);
+  const batch = dest.capabilities.maxDeleteBatch;
+  for (let i = 0; i < paths.length; i += batch) {
+    fence();
+    await dest.deleteBatch(paths.slice(i, i + batch), signal);
+  }
+  return paths.length;
 }
 
 export function recordPath(run: string, id: string): string {

@@ -24,8 +24,9 @@ import { short } from "./world.ts";
  * - at a settle: each branch that exists has a SUCCESS for its HEAD over a mirror equal to it
  *   (but in the repository lakeFS refuses, if one is), a deleted branch's lane has ended on
  *   every daemon, the group has committed every partition to its end (when no repository
- *   fails), no two daemons wrote one destination at once, and nothing lies in the bucket
- *   outside the lanes' prefixes but foreign keys.
+ *   fails), no two daemons wrote one destination at once, nothing lies in the bucket outside
+ *   the lanes' prefixes but foreign keys, and no lane keeps the records of a split export's
+ *   work items (its owner removes them once the run has ended).
  */
 
 /** A lane's destination prefix in the bucket. */
@@ -92,6 +93,18 @@ export class RuntimeReferee {
     );
     return new Map(read);
   };
+
+  /** Keys under the lane's work records (`_lakefs_mirror/work/<run>/<item>.json`). */
+  async #workRecords(b: BranchModel): Promise<string[]> {
+    const res = await this.#p.stack.s3.send(
+      new ListObjectsV2Command({
+        Bucket: this.#p.bucket,
+        Prefix: `${lanePrefix(b)}_lakefs_mirror/work/`,
+        MaxKeys: 5,
+      }),
+    );
+    return (res.Contents ?? []).map((o) => o.Key!.slice(lanePrefix(b).length));
+  }
 
   offsets(): void {
     const v = this.#p.offsets.violations;
@@ -191,6 +204,9 @@ export class RuntimeReferee {
           behind.push(`${b.key}: SUCCESS for HEAD over ${d.length} differing keys`);
           diffs.push(...d.map((x) => ({ ...x, key: `${b.key}: ${x.key}` })));
         }
+        const records = await this.#workRecords(b);
+        if (records.length)
+          behind.push(`${b.key}: current, but keeps work records: ${records.join(", ")}`);
       }
       if (!behind.length) behind.push(...this.#reported(statuses, failing));
       if (!failing) behind.push(...(await this.#uncommitted()));

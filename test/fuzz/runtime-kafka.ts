@@ -28,6 +28,8 @@ export interface KafkaSideOptions {
 
 export class KafkaSide {
   readonly topic = uniqueName("rfuzz-events");
+  /** The group's work topic, which the daemons create like the dead-letter topic. */
+  readonly workTopic = uniqueName("rfuzz-work");
   readonly groupId = uniqueName("rfuzz-group");
   readonly broker: PrivateBroker;
   readonly #kafka: Kafka;
@@ -85,16 +87,19 @@ export class KafkaSide {
 
   /**
    * The daemons' `kafka` section: short sessions and metadata ages, so that rebalances and new
-   * partitions take seconds, and a dead-letter topic the daemons create (auto-creation is off).
+   * partitions take seconds, and a dead-letter topic the daemons create (auto-creation is off);
+   * with `work`, the work topic too.
    */
   daemonSettings(o: {
     partitions: number;
     sessionTimeoutMs: number;
     maxUncommitted: number;
+    work: boolean;
   }): Record<string, unknown> {
     return {
       brokers: [this.brokers],
       topic: this.topic,
+      workTopic: o.work ? this.workTopic : "",
       groupId: this.groupId,
       deadLetterTopic: `${this.topic}-dead`,
       partitions: o.partitions,

@@ -33,6 +33,11 @@ export interface RuntimeOptions {
   sessionTimeoutMs: number;
   /** kafka.maxUncommittedPerPartition; small values pause partitions behind a failing lane. */
   maxUncommitted: number;
+  /**
+   * The group shares big exports over a work topic (kafka.workTopic): every first export of a
+   * lane (a repository's first commit holds `frames` + 6 objects) is split into work items.
+   */
+  work: boolean;
 }
 
 export const runtimeOps = [
@@ -132,6 +137,7 @@ export function runtimeOptionsFromEnv(
       base.maxUncommitted ?? [3, 6, 20, 1000][seed % 4]!,
       1,
     ),
+    work: (env.FUZZ_WORK ?? (base.work === false ? "0" : "1")) !== "0",
   };
   if (o.maxPartitions < o.partitions) o.maxPartitions = o.partitions;
   return o;
@@ -159,6 +165,7 @@ export function runtimeReplayCommand(o: RuntimeOptions): string {
     `FUZZ_RECONCILE_SECONDS=${o.reconcileSeconds}`,
     `FUZZ_SESSION_MS=${o.sessionTimeoutMs}`,
     `FUZZ_MAX_UNCOMMITTED=${o.maxUncommitted}`,
+    `FUZZ_WORK=${o.work ? 1 : 0}`,
     ...(ops ? [`FUZZ_OPS=${ops}`] : []),
     "FUZZ_RUNS=1",
     "npm run fuzz:runtime",

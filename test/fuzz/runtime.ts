@@ -148,6 +148,21 @@ class RuntimeRun {
           reconcile: { intervalSeconds: o.reconcileSeconds },
           webhook: { token: env.LAKEFSACTION_MIRROR_TOKEN, forwardToKafka: true },
           kafka: kafka.daemonSettings(o),
+          // Every lane's first export (a repository's first commit holds frames + 6 objects)
+          // is split, in items of a few objects that workers cut further and hand on. Diffs of
+          // a few objects run whole, in the lane's owner.
+          ...(o.work
+            ? {
+                work: {
+                  splitAbove: 12,
+                  itemObjects: 5,
+                  initialItems: 3,
+                  itemTimeoutSeconds: 10,
+                  pollMs: 200,
+                  leaseViewMs: 1000,
+                },
+              }
+            : {}),
         },
       },
       o.daemons,
@@ -167,7 +182,8 @@ class RuntimeRun {
     this.#note(
       "setup",
       `bucket ${this.#bucket}, broker ${kafka.brokers}, topic ${kafka.topic} (${o.partitions} partitions), ` +
-        `maxUncommittedPerPartition ${o.maxUncommitted}, logs in ${this.#runDir}`,
+        `maxUncommittedPerPartition ${o.maxUncommitted}, ` +
+        `work topic ${o.work ? kafka.workTopic : "none"}, logs in ${this.#runDir}`,
     );
     await this.#writeForeign(rng.int(2, 4));
     this.#offsets.start();
