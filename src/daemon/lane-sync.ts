@@ -273,13 +273,12 @@ export class LaneSync {
       : undefined;
     const split: Split | undefined =
       work && at ? await work.prepare(at, ledger, plan, head, signal) : undefined;
-    // A split run an earlier attempt left unfinished, and this export does not resume.
-    const givenUp = ledger.work && ledger.work.run !== split?.run ? ledger.work.run : undefined;
     const attempt = {
       ...beginAttempt(ledger, head, new Date()),
       epoch: ctx.lease?.epoch ?? null,
       // A split export's run, for a new owner to resume (see Coordinator).
       work: split ? { run: split.run, commit: head, key: split.key } : null,
+      ...(split ? { workRecords: true } : {}),
     };
     ledger = attempt;
     const fence = ctx.lease ? () => ctx.lease!.assertHeld() : undefined;
@@ -311,6 +310,8 @@ export class LaneSync {
     const { retryBaseSeconds, retryMaxSeconds } = config.scheduler;
     const backoffSeconds = backoff(retryBaseSeconds, retryMaxSeconds);
     ledger = completeExport(ledger, head, result, { now: new Date(), retried, backoffSeconds });
+    if (ledger.workRecords && fence)
+      ledger = await sweepRecords(ctx.dest, ledger, fence, signal, log);
     const tracked = result.status === "SUCCESS" || result.unfinished !== undefined;
     await this.#d.ledgers.save(lane, ctx.dest, ledger, {
       signal,
@@ -318,15 +319,6 @@ export class LaneSync {
       fence,
     });
     this.#show(lane, ctx, ledger);
-    // Its records go now: this export covered what the run would have done, and its workers,
-    // fenced by an older lease or a run the lease no longer names, write no more. (A split
-    // export removes them itself, with its own.)
-    if (givenUp && !split && fence)
-      await removeRecords(ctx.dest, fence, signal).then(
-        (n) => log.info({ run: givenUp, records: n }, "removed a given-up split export's records"),
-        (err: unknown) =>
-          log.warn({ err, run: givenUp }, "could not remove a given-up split export's records"),
-      );
     return { result, mode };
   }
 
@@ -402,4 +394,29 @@ export class LaneSync {
 /** LaneSync's own part of a lane, the one it writes (see lane.ts). */
 function recordOf(lane: Lane): LaneRecord {
   return lane;
+}
+
+/**
+ * After an export wrote its status file: the records of split runs go, this export's own (its
+ * status file counts them) and any an earlier attempt gave up (this export covered what that
+ * run would have done). Their workers write no more: a run ends after its owner's wait, and a
+ * given-up one is named by no current lease. The ledger stops asking once a look finds none;
+ * a failure leaves it asking, for the next export.
+ */
+async function sweepRecords(
+  dest: Destination,
+  ledger: Ledger,
+  fence: () => void,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<Ledger> {
+  try {
+    const found = await removeRecords(dest, fence, signal);
+    if (found > 0) log.info({ records: found }, "removed the records of split exports");
+    return found === 0 ? { ...ledger, workRecords: false } : ledger;
+  } catch (err) {
+    if (signal.aborted || err instanceof LeaseLostError) throw err;
+    log.warn({ err }, "could not remove the records of split exports; the next export tries again");
+    return ledger;
+  }
 }

@@ -50,6 +50,12 @@ export interface Ledger {
    * whose records are there. Null or absent otherwise.
    */
   work?: SplitRun | null;
+  /**
+   * A split export has run since the lane last found no work records under its prefix: the
+   * next export to complete removes them (whoever gave the run up, and however). Kept through
+   * every attempt until a look finds none; absent or false otherwise.
+   */
+  workRecords?: boolean;
   /** Bumped by every write; a count of changes, not an order between copies (see LedgerStore). */
   seq: number;
   updatedAt: string;
@@ -189,9 +195,14 @@ export function markRebuilt(ledger: Ledger, why: string): Ledger {
 
 /** Recorded before an export to `target` writes anything. */
 export function beginAttempt(ledger: Ledger, target: string, now: Date): Ledger {
-  // A split run is the daemon's to name (see LaneSync); any other attempt ends the last one.
-  if (ledger.attempts.includes(target)) return touch(ledger, { work: null }, now);
-  return touch(ledger, { attempts: [...ledger.attempts, target], work: null }, now);
+  // A split run is the daemon's to name (see LaneSync); any other attempt ends the last one,
+  // and its records are left for the next export that completes to remove.
+  const ended = {
+    work: null,
+    ...(ledger.work || ledger.workRecords ? { workRecords: true } : {}),
+  };
+  if (ledger.attempts.includes(target)) return touch(ledger, ended, now);
+  return touch(ledger, { attempts: [...ledger.attempts, target], ...ended }, now);
 }
 
 /** After the SUCCESS status file for `target` is written. */
@@ -309,5 +320,7 @@ export function parseLedger(text: string, where: string): Ledger {
     (typeof l.epoch !== "number" || !Number.isInteger(l.epoch))
   )
     throw bad("epoch must be null or a whole number");
+  if (l.workRecords !== undefined && typeof l.workRecords !== "boolean")
+    throw bad("workRecords must be true or false");
   return v as Ledger;
 }

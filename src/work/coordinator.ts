@@ -14,7 +14,7 @@ import type { Lease } from "../lease/lease.ts";
 import type { LaneName } from "../ledger/lane-records.ts";
 import { MAX_FAILED } from "../ledger/ledger.ts";
 import type { FailedPath, Ledger, Plan } from "../ledger/ledger.ts";
-import { parseRecord, readRecords, recordPath, removeRecords } from "./items.ts";
+import { parseRecord, readRecords, recordPath } from "./items.ts";
 import type { ItemRecord, WorkItem } from "./items.ts";
 import { rangeTasks, reconciliation } from "./item-tasks.ts";
 import { WHOLE, describeRange, inRange, itemId } from "./ranges.ts";
@@ -410,10 +410,6 @@ export class Coordinator {
     log.info(
       { items: records.length, workers: [...workers], roundZeroMs, status: result.status },
       "split export finished",
-    );
-    // This run's records, and any a given-up run left.
-    await removeRecords(at.dest, () => at.lease.assertHeld(), signal).catch((err: unknown) =>
-      log.warn({ err }, "could not remove a split export's records"),
     );
     return result;
   }

@@ -1,4 +1,5 @@
 import type { Destination } from "../destination/destination.ts";
+import { DestinationError } from "../errors.ts";
 import type { FailedPath } from "../ledger/ledger.ts";
 import type { ExportProgress, ExportTask } from "../export/task.ts";
 import { RESERVED_PREFIX } from "../export/reserved.ts";
@@ -89,6 +90,7 @@ export function runPrefix(run: string): string {
  * Removes the records of every split run of the lane: the one that just ended and any that
  * was given up (its owner died, or a newer HEAD started another). Only the lane's writer calls
  * it, once no worker writes for those runs any more; `fence` is checked before each delete.
+ * Returns how many records it found; throws when the store refused to delete one.
  */
 export async function removeRecords(
   dest: Destination,
@@ -100,7 +102,13 @@ export async function removeRecords(
   const batch = dest.capabilities.maxDeleteBatch;
   for (let i = 0; i < paths.length; i += batch) {
     fence();
-    await dest.deleteBatch(paths.slice(i, i + batch), signal);
+    const refused = await dest.deleteBatch(paths.slice(i, i + batch), signal);
+    if (refused.length > 0)
+      throw new DestinationError(
+        `${dest.describe(refused[0]!.path)}: could not remove a work record: ${refused[0]!.error}` +
+          (refused.length > 1 ? ` (and ${refused.length - 1} more)` : ""),
+        true,
+      );
   }
   return paths.length;
 }

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import fc from "fast-check";
+import { ledgerAfterCliExport } from "../../../src/cli/cli-lane.ts";
 import {
   MAX_ATTEMPTS,
   MAX_FAILED,
   beginAttempt,
+  completeExport,
   completeFailure,
   completeSuccess,
   emptyLedger,
@@ -26,6 +29,63 @@ describe("lane ledger: the cover rule", () => {
     const split = at({ work: { run: "r1", commit: "c1", key: "k" } });
     assert.equal(beginAttempt(split, "c1", t0).work, null, "a CLI export in between ends it");
     assert.equal(beginAttempt(split, "c2", t0).work, null);
+  });
+
+  it("once a split run is named, the ledger asks for its records to go through every later transition", () => {
+    // Transitions of a lane's ledger in any order: attempts by the daemon (split or not) and by
+    // the CLI, completions with either status, a rebuilt base. Only the lane's sweep, which this
+    // does not model, clears the ask.
+    const commit = fc.constantFrom("c1", "c2", "c10", "c1a");
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("attempt" as const), to: commit, split: fc.boolean() }),
+      fc.record({ kind: fc.constant("cli" as const), to: commit }),
+      fc.record({
+        kind: fc.constant("complete" as const),
+        to: commit,
+        ok: fc.boolean(),
+        undone: fc.boolean(),
+      }),
+      fc.record({ kind: fc.constant("rebuilt" as const) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 12 }), (ops) => {
+        let ledger = at({ base: "c0" });
+        let named = false;
+        for (const o of ops) {
+          if (o.kind === "attempt") {
+            ledger = beginAttempt(ledger, o.to, t0);
+            if (o.split) {
+              // What LaneSync records for a split attempt.
+              ledger = { ...ledger, work: { run: "r", commit: o.to, key: "k" }, workRecords: true };
+              named = true;
+            }
+          } else if (o.kind === "cli") {
+            ledger = ledgerAfterCliExport(
+              ledger,
+              beginAttempt(ledger, o.to, t0),
+              o.to,
+              { kind: "sync" },
+              { status: "SUCCESS", unfinished: [], listing: undefined },
+              { now: t0, backoffSeconds },
+            );
+          } else if (o.kind === "complete") {
+            ledger = completeExport(
+              ledger,
+              o.to,
+              { status: o.ok ? "SUCCESS" : "FAILURE", unfinished: o.undone ? undefined : [] },
+              { now: t0, retried: false, backoffSeconds },
+            );
+          } else {
+            ledger = markRebuilt(ledger, "rebuilt from status files");
+          }
+          assert.equal(ledger.workRecords === true, named, JSON.stringify(ops));
+          assert.equal(
+            parseLedger(JSON.stringify(ledger), "ledger").workRecords,
+            ledger.workRecords,
+          );
+        }
+      }),
+    );
   });
 
   it("with no base, asks for a reconciling full export", () => {
