@@ -27,6 +27,8 @@ const OBJECTS = Number(process.env.BENCH_SPLIT_OBJECTS ?? 30_000);
 const LAG_MS = Number(process.env.BENCH_SPLIT_LAG_MS ?? 40);
 const CONCURRENCY = Number(process.env.BENCH_SPLIT_CONCURRENCY ?? 8);
 const CAP = Number(process.env.BENCH_SPLIT_CAP ?? 200);
+/** Which rows run: `whole` (no work topic), `group` (1, 2, 3 daemons and the kill), `storm`. */
+const ROWS = new Set((process.env.BENCH_SPLIT_ROWS ?? "whole,group,storm").split(","));
 const STORM = { startS: 5, seconds: 15, rate: 0.3 };
 
 export interface SplitBenchInput {
@@ -328,112 +330,118 @@ export async function benchSplit(b: SplitBenchInput): Promise<void> {
   const ends = { s3: proxy.url, lakefs: lakefsProxy.url };
   // The same export without a work topic: one daemon, not split (the baseline of the costs).
   const whole = group(stack, repo, bucket, ends, { split: false });
-  try {
-    whole.start();
-    await whole.formed();
-    record(
-      "lakefs-mirror, 1 daemon, no work topic (not split)",
-      await exportBranch("run-0-whole"),
-      whole.live(),
-    );
-  } finally {
-    await whole.stop();
-  }
+  if (ROWS.has("whole"))
+    try {
+      whole.start();
+      await whole.formed();
+      record(
+        "lakefs-mirror, 1 daemon, no work topic (not split)",
+        await exportBranch("run-0-whole"),
+        whole.live(),
+      );
+    } finally {
+      await whole.stop();
+    }
   const plain = group(stack, repo, bucket, ends);
   const wall: number[] = [];
-  try {
-    for (const n of [1, 2, 3]) {
-      while (plain.live().length < n) plain.start();
-      await plain.formed();
-      const r = await exportBranch(`run-${n}-daemons`);
-      wall.push(r.seconds);
-      record(`lakefs-mirror, ${n} daemon${n > 1 ? "s" : ""}`, r, plain.live());
+  if (ROWS.has("group"))
+    try {
+      for (const n of [1, 2, 3]) {
+        while (plain.live().length < n) plain.start();
+        await plain.formed();
+        const r = await exportBranch(`run-${n}-daemons`);
+        wall.push(r.seconds);
+        record(`lakefs-mirror, ${n} daemon${n > 1 ? "s" : ""}`, r, plain.live());
+        b.checks.push({
+          label: `(g) duplicate copies, ${n} daemon${n > 1 ? "s" : ""}`,
+          value: (100 * r.duplicates) / OBJECTS,
+          target: 1,
+          unit: "%",
+          detail: `${r.duplicates} writes beyond the first of ${r.keys} keys, counted at the proxy; ${(r.requests / OBJECTS).toFixed(3)} S3 and ${(r.lakefs / OBJECTS).toFixed(3)} lakeFS requests per object in all`,
+        });
+      }
       b.checks.push({
-        label: `(g) duplicate copies, ${n} daemon${n > 1 ? "s" : ""}`,
-        value: (100 * r.duplicates) / OBJECTS,
+        label: "(g) speedup, 3 daemons vs 1",
+        value: wall[0]! / wall[2]!,
+        target: 2.5,
+        unit: "×",
+        detail: `${wall[0]!.toFixed(1)} s / ${wall[2]!.toFixed(1)} s (2 daemons: ${(wall[0]! / wall[1]!).toFixed(2)}×)`,
+      });
+
+      // kill -9 of a worker (a daemon that is not the lane's owner) a third of the way through.
+      const branch = "run-3-daemons-kill";
+      let killed: string | undefined;
+      const k = await exportBranch(branch, () => {
+        if (killed || traffic.copies(`${branch}/`).keys < OBJECTS / 3) return;
+        const lane = `"branch":"${branch}"`;
+        const owner = plain
+          .live()
+          .find((d) => lineWith(d.output(), lane, "split export: work items issued"));
+        const worker = plain
+          .live()
+          .find((d) => d !== owner && lineWith(d.output(), lane, "work item started"));
+        if (!owner || !worker) return;
+        worker.child.kill("SIGKILL");
+        killed = `worker pid ${worker.child.pid} killed at ${traffic.copies(`${branch}/`).keys} objects`;
+      });
+      if (!killed) throw new Error("bench (g): the kill row never found a worker to kill");
+      record("lakefs-mirror, 3 daemons, kill -9 of a worker", k, plain.live());
+      b.checks.push({
+        label: "(g) duplicate copies, 3 daemons, one killed",
+        value: (100 * k.duplicates) / OBJECTS,
         target: 1,
         unit: "%",
-        detail: `${r.duplicates} writes beyond the first of ${r.keys} keys, counted at the proxy; ${(r.requests / OBJECTS).toFixed(3)} S3 and ${(r.lakefs / OBJECTS).toFixed(3)} lakeFS requests per object in all`,
+        detail: `${killed}; SUCCESS, mirror equal to the commit; ${k.duplicates} writes beyond the first`,
       });
+    } finally {
+      await plain.stop();
     }
-    b.checks.push({
-      label: "(g) speedup, 3 daemons vs 1",
-      value: wall[0]! / wall[2]!,
-      target: 2.5,
-      unit: "×",
-      detail: `${wall[0]!.toFixed(1)} s / ${wall[2]!.toFixed(1)} s (2 daemons: ${(wall[0]! / wall[1]!).toFixed(2)}×)`,
-    });
-
-    // kill -9 of a worker (a daemon that is not the lane's owner) a third of the way through.
-    const branch = "run-3-daemons-kill";
-    let killed: string | undefined;
-    const k = await exportBranch(branch, () => {
-      if (killed || traffic.copies(`${branch}/`).keys < OBJECTS / 3) return;
-      const lane = `"branch":"${branch}"`;
-      const owner = plain
-        .live()
-        .find((d) => lineWith(d.output(), lane, "split export: work items issued"));
-      const worker = plain
-        .live()
-        .find((d) => d !== owner && lineWith(d.output(), lane, "work item started"));
-      if (!owner || !worker) return;
-      worker.child.kill("SIGKILL");
-      killed = `worker pid ${worker.child.pid} killed at ${traffic.copies(`${branch}/`).keys} objects`;
-    });
-    if (!killed) throw new Error("bench (g): the kill row never found a worker to kill");
-    record("lakefs-mirror, 3 daemons, kill -9 of a worker", k, plain.live());
-    b.checks.push({
-      label: "(g) duplicate copies, 3 daemons, one killed",
-      value: (100 * k.duplicates) / OBJECTS,
-      target: 1,
-      unit: "%",
-      detail: `${killed}; SUCCESS, mirror equal to the commit; ${k.duplicates} writes beyond the first`,
-    });
-  } finally {
-    await plain.stop();
-  }
 
   // A 503 storm on the writes, under a group-wide request cap.
   const capped = group(stack, repo, bucket, ends, { cap: CAP });
-  try {
-    for (let i = 0; i < 3; i++) capped.start();
-    await capped.formed();
-    let storm: "before" | "on" | "over" = "before";
-    const r = await exportBranch("run-storm", (ms) => {
-      traffic.refusedSoFar(proxy.injected().slowdown);
-      if (storm === "before" && ms >= STORM.startS * 1000) {
-        proxy.setRates({ slowdown: STORM.rate });
-        storm = "on";
-      } else if (storm === "on" && ms >= (STORM.startS + STORM.seconds) * 1000) {
-        proxy.setRates({});
-        storm = "over";
-      }
-    });
-    proxy.setRates({});
-    record(`lakefs-mirror, 3 daemons, cap ${CAP} writes/s, 503 storm`, r, capped.live());
-    const rates = Array.from(traffic.perSecond, (n) => n ?? 0);
-    const writes = Array.from({ length: rates.length }, (_, s) => traffic.writesPerSecond[s] ?? 0);
-    // The first and last whole seconds are partial.
-    const peak = Math.max(...writes.slice(1, -1));
-    b.checks.push({
-      label: `(g) peak object writes per second under the storm, cap ${CAP}/s`,
-      value: peak,
-      target: CAP * 1.25,
-      unit: "req/s",
-      detail: `busiest whole second of copies seen by the proxy, retries of refused ones included (all requests: ${Math.max(...rates.slice(1, -1))}/s); wall ${r.seconds.toFixed(1)} s`,
-    });
-    const refused = traffic.refusedPerSecond();
-    b.notes.push(
-      `(g) the storm row, second by second at the proxy: object writes / all requests, [503s injected] (SlowDown at ${STORM.rate * 100} % of writes from ${STORM.startS} s to ${STORM.startS + STORM.seconds} s, cap ${CAP} writes/s for the group):`,
-      "",
-      rates.map((n, s) => `${writes[s]}/${n}${refused[s] ? `[${refused[s]}]` : ""}`).join(" "),
-    );
-  } finally {
-    await capped.stop();
-    proxy.setRates({});
-    await proxy.close();
-    await lakefsProxy.close();
-  }
+  if (ROWS.has("storm"))
+    try {
+      for (let i = 0; i < 3; i++) capped.start();
+      await capped.formed();
+      let storm: "before" | "on" | "over" = "before";
+      const r = await exportBranch("run-storm", (ms) => {
+        traffic.refusedSoFar(proxy.injected().slowdown);
+        if (storm === "before" && ms >= STORM.startS * 1000) {
+          proxy.setRates({ slowdown: STORM.rate });
+          storm = "on";
+        } else if (storm === "on" && ms >= (STORM.startS + STORM.seconds) * 1000) {
+          proxy.setRates({});
+          storm = "over";
+        }
+      });
+      proxy.setRates({});
+      record(`lakefs-mirror, 3 daemons, cap ${CAP} writes/s, 503 storm`, r, capped.live());
+      const rates = Array.from(traffic.perSecond, (n) => n ?? 0);
+      const writes = Array.from(
+        { length: rates.length },
+        (_, s) => traffic.writesPerSecond[s] ?? 0,
+      );
+      // The first and last whole seconds are partial.
+      const peak = Math.max(...writes.slice(1, -1));
+      b.checks.push({
+        label: `(g) peak object writes per second under the storm, cap ${CAP}/s`,
+        value: peak,
+        target: CAP * 1.25,
+        unit: "req/s",
+        detail: `busiest whole second of copies seen by the proxy, retries of refused ones included (all requests: ${Math.max(...rates.slice(1, -1))}/s); wall ${r.seconds.toFixed(1)} s`,
+      });
+      const refused = traffic.refusedPerSecond();
+      b.notes.push(
+        `(g) the storm row, second by second at the proxy: object writes / all requests, [503s injected] (SlowDown at ${STORM.rate * 100} % of writes from ${STORM.startS} s to ${STORM.startS + STORM.seconds} s, cap ${CAP} writes/s for the group):`,
+        "",
+        rates.map((n, s) => `${writes[s]}/${n}${refused[s] ? `[${refused[s]}]` : ""}`).join(" "),
+      );
+    } finally {
+      await capped.stop();
+      proxy.setRates({});
+    }
+  await proxy.close();
+  await lakefsProxy.close();
 }
 
 /** A log line of `output` that has every one of `parts`. */
