@@ -269,7 +269,13 @@ export class LaneSync {
     // It carries the lease epoch it is written under (see LedgerStore.load).
     const work = this.#d.work;
     const at = ctx.lease
-      ? { lane, dest: ctx.dest, exporter: ctx.exporter, lease: ctx.lease }
+      ? {
+          lane,
+          dest: ctx.dest,
+          exporter: ctx.exporter,
+          lease: ctx.lease,
+          progressed: () => this.#d.progressed(lane),
+        }
       : undefined;
     const split: Split | undefined =
       work && at ? await work.prepare(at, ledger, plan, head, signal) : undefined;

@@ -49,6 +49,8 @@ export interface SplitLane {
   dest: Destination;
   exporter: Exporter;
   lease: Lease;
+  /** The run moved: an item of it was recorded (the lane's stall watch counts it as progress). */
+  progressed?: (() => void) | undefined;
 }
 
 interface Pending {
@@ -324,6 +326,7 @@ export class Coordinator {
           const record = text === undefined ? undefined : parseRecord(text, next.id);
           if (record && record.error === null) {
             if (!done.has(next.id)) this.#absorb([record], done, pending, () => undefined);
+            at.progressed?.();
           } else if (tries < config.work.maxItemAttempts) local.push(next);
           else
             failed.set(
@@ -351,6 +354,7 @@ export class Coordinator {
           if (!heard.has(seen)) {
             heard.add(seen);
             heardAt = Date.now();
+            at.progressed?.();
           }
         }
         const again: WorkItem[] = [];

@@ -84,6 +84,7 @@ async function runOne(opts: {
   worker: Pick<WorkWorker, "run">;
   resumed: boolean;
   objects?: string[];
+  progressed?: () => void;
 }): Promise<{ outcome: "ended" | "still polling"; finished: boolean }> {
   let finished = false;
   const exporter = {
@@ -123,6 +124,7 @@ async function runOne(opts: {
       dest: opts.store as unknown as Destination,
       exporter: exporter as unknown as Exporter,
       lease: lease as unknown as Lease,
+      progressed: opts.progressed,
     },
     () => Promise.resolve(),
     AbortSignal.timeout(10_000),
@@ -242,6 +244,7 @@ it("an item queued behind others is not issued again while the group records ite
     },
   };
   const worker = { run: () => Promise.resolve("recorded" as const) };
+  let moved = 0;
   const { outcome, finished } = await runOne({
     config,
     store,
@@ -249,6 +252,7 @@ it("an item queued behind others is not issued again while the group records ite
     worker,
     resumed: false,
     objects: ["a", "b", "c"],
+    progressed: () => moved++,
   });
   assert.equal(outcome, "ended");
   assert.ok(finished);
@@ -263,4 +267,5 @@ it("an item queued behind others is not issued again while the group records ite
     ],
     "only the lost item was issued again",
   );
+  assert.equal(moved, 3, "each record the owner read was progress of the lane");
 });
