@@ -366,8 +366,9 @@ export class Coordinator {
             record.attempt !== p.item.attempt
           )
             return;
-          if (p.local) failed.set(p.item.id, record.error ?? "failed");
-          else if (p.issues >= config.work.maxItemAttempts) toLocal([p.item]);
+          // The owner's own items: the local loop reads each try's record and decides.
+          if (p.local) return;
+          if (p.issues >= config.work.maxItemAttempts) toLocal([p.item]);
           else again.push({ ...p.item, attempt: p.item.attempt + 1 });
         });
         for (const o of this.#orphans(done, pending, item)) again.push(o);

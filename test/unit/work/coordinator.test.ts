@@ -6,6 +6,7 @@ import { loadConfig } from "../../../src/config.ts";
 import type { Config } from "../../../src/config.ts";
 import type { Destination } from "../../../src/destination/destination.ts";
 import type { Exporter, ExportResult } from "../../../src/export/exporter.ts";
+import type { PartsDone } from "../../../src/export/export-run.ts";
 import { noProgress } from "../../../src/export/task.ts";
 import type { LakefsClient } from "../../../src/lakefs/client.ts";
 import type { Lease } from "../../../src/lease/lease.ts";
@@ -85,11 +86,13 @@ async function runOne(opts: {
   resumed: boolean;
   objects?: string[];
   progressed?: () => void;
-}): Promise<{ outcome: "ended" | "still polling"; finished: boolean }> {
+}): Promise<{ outcome: "ended" | "still polling"; finished: boolean; prior?: PartsDone }> {
   let finished = false;
+  let prior: PartsDone | undefined;
   const exporter = {
-    finishParts: () => {
+    finishParts: (_head: string, _from: string[], _left: unknown, done: PartsDone) => {
       finished = true;
+      prior = done;
       return Promise.resolve({ status: "FAILURE" } as ExportResult);
     },
   };
@@ -133,7 +136,7 @@ async function runOne(opts: {
     ended.then(() => "ended" as const),
     sleep(5_000, "still polling" as const),
   ]);
-  return { outcome, finished };
+  return { outcome, finished, ...(prior ? { prior } : {}) };
 }
 
 it("regression: the owner's own item whose done record an earlier attempt's error record overwrote ends the run (the lane hung)", async () => {
@@ -268,4 +271,36 @@ it("an item queued behind others is not issued again while the group records ite
     "only the lost item was issued again",
   );
   assert.equal(moved, 3, "each record the owner read was progress of the lane");
+});
+
+it("regression: the owner's own item that fails once is tried again, not failed by the poll on its first error record", async () => {
+  // One issue that Kafka never delivers, then the owner does the item itself, twice at most.
+  const config = fastConfig({ itemTimeoutSeconds: 0.05, maxItemAttempts: 2 });
+  const store = new RecordStore();
+  const queueThatNeverDelivers = { issue: () => Promise.resolve() };
+  let runs = 0;
+  const worker = {
+    run: async (item: WorkItem) => {
+      const path = recordPath(item.run, item.id);
+      if (++runs === 1) {
+        // Injected fault: the first try fails (lakeFS refused, say) and records so.
+        await store.putText(path, JSON.stringify(record(item, "lakeFS answered 503 (injected)")));
+      } else {
+        // The second try takes a few polls, then succeeds.
+        await sleep(150);
+        await store.putText(path, JSON.stringify(record(item, null)));
+      }
+      return "recorded" as const;
+    },
+  };
+  const { outcome, prior } = await runOne({
+    config,
+    store,
+    queue: queueThatNeverDelivers,
+    worker,
+    resumed: false,
+  });
+  assert.equal(outcome, "ended");
+  assert.equal(runs, 2);
+  assert.deepEqual(prior?.failures, [], "the item's range is not in the FAILURE file");
 });
