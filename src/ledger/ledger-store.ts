@@ -191,6 +191,8 @@ export class LedgerStore {
       attempts: [...new Set(attempts)],
       lastSuccess: base,
       prefix: "foreign",
+      // The lost ledger may have asked for split runs' records to go: the next export looks.
+      workRecords: true,
     };
   }
 

@@ -1,4 +1,4 @@
-import type { Destination } from "../destination/destination.ts";
+import type { DeleteRefusal, Destination } from "../destination/destination.ts";
 import { DestinationError } from "../errors.ts";
 import type { FailedPath } from "../ledger/ledger.ts";
 import type { ExportProgress, ExportTask } from "../export/task.ts";
@@ -100,16 +100,18 @@ export async function removeRecords(
   const paths: string[] = [];
   for await (const page of dest.list(RUNS_PREFIX, signal)) for (const o of page) paths.push(o.path);
   const batch = dest.capabilities.maxDeleteBatch;
+  // Every batch is tried: records the store keeps refusing must not hold the others back.
+  const refused: DeleteRefusal[] = [];
   for (let i = 0; i < paths.length; i += batch) {
     fence();
-    const refused = await dest.deleteBatch(paths.slice(i, i + batch), signal);
-    if (refused.length > 0)
-      throw new DestinationError(
-        `${dest.describe(refused[0]!.path)}: could not remove a work record: ${refused[0]!.error}` +
-          (refused.length > 1 ? ` (and ${refused.length - 1} more)` : ""),
-        true,
-      );
+    refused.push(...(await dest.deleteBatch(paths.slice(i, i + batch), signal)));
   }
+  if (refused.length > 0)
+    throw new DestinationError(
+      `${dest.describe(refused[0]!.path)}: could not remove a work record: ${refused[0]!.error}` +
+        (refused.length > 1 ? ` (and ${refused.length - 1} more)` : ""),
+      true,
+    );
   return paths.length;
 }
 

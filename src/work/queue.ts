@@ -12,8 +12,8 @@ export const ISSUE_TIMEOUT_MS = 5_000;
 /**
  * The group's work topic: owners of split exports issue items to it, without a key, so that
  * the producer deals them out over the partitions in turn (an even share for every member, and
- * an item issued again lands on another partition than the delivery it replaces, which may be
- * stuck behind a hung item) and every daemon of the group consumes it, in a consumer
+ * an item issued again usually lands on another partition than the delivery it replaces, which
+ * may be stuck behind a hung item) and every daemon of the group consumes it, in a consumer
  * group of its own (`<kafka.groupId>.work`), `work.itemsInParallel` items at a time. An item's
  * offset is committed once its worker is done with it, so a worker killed mid-item leaves it to
  * another. Kafka away never stops the daemon: issuing fails fast (the owner does the items

@@ -235,4 +235,21 @@ describe("records of a given-up split run", () => {
     assert.equal(await run(), "done");
     assert.deepEqual(store.records(), []);
   });
+
+  it("that the store refuses to delete do not hold back the others behind them", async () => {
+    const { store, branch, run } = await givenUpRun();
+    store.capabilities.maxDeleteBatch = 2;
+    // A whole batch of refused records sorts first; the one behind them can go.
+    const held = ["_lakefs_mirror/work/r0/a.json", "_lakefs_mirror/work/r0/b.json"];
+    for (const p of held) {
+      await store.putText(p, "{}");
+      store.undeletable.add(p);
+    }
+    assert.equal(await run(), "done");
+    assert.deepEqual(store.records(), held);
+    store.undeletable.clear();
+    branch.head = "c3";
+    assert.equal(await run(), "done");
+    assert.deepEqual(store.records(), []);
+  });
 });
